@@ -1,0 +1,3 @@
+"""bnblint: find and fix slow or broken bitsandbytes model loads."""
+
+__version__ = "0.1.0"

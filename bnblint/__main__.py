@@ -1,0 +1,3 @@
+from bnblint.cli import main
+
+main()

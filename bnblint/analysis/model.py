@@ -1,0 +1,207 @@
+"""The analysis model that rules read: load sites and the quantization that reaches them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import cached_property
+from typing import Literal as L
+
+import libcst as cst
+
+from bnblint.analysis.context import distributed_reason
+from bnblint.analysis.values import (
+    BnbConfig,
+    Entry,
+    Mapping,
+    OtherConfig,
+    Unknown,
+    Value,
+    as_dtype,
+    flatten,
+    is_none,
+    truthy,
+)
+from bnblint.analysis.values import Dtype as DtypeValue
+
+Mode = L["4bit", "8bit", "unknown"]
+
+
+class State(Enum):
+    ABSENT = "absent"
+    KNOWN = "known"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Field:
+    """An argument of a load: absent, present with a known value, or present but unknown."""
+
+    state: State
+    value: Value | None = None
+    node: cst.CSTNode | None = None  # the Arg / DictElement that sets it
+
+    @property
+    def absent(self) -> bool:
+        return self.state is State.ABSENT
+
+    @property
+    def known(self) -> bool:
+        return self.state is State.KNOWN
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """The bitsandbytes quantization that reaches a load site."""
+
+    config: BnbConfig | None  # None when requested by legacy ``load_in_*`` keywords only
+    mode: Mode
+    conditional: bool = False  # reached on one branch only (``cfg if flag else None``)
+    legacy: dict[str, Entry] = field(default_factory=dict)  # load_in_* given to the load itself
+
+
+def config_mode(config: BnbConfig) -> Mode:
+    """4-bit, 8-bit or unknown, as transformers would decide for this config."""
+    entries = config.options.entries
+    flags: dict[str, bool | None] = {}
+    for key in ("load_in_4bit", "load_in_8bit"):
+        entry = entries.get(key)
+        flags[key] = False if entry is None else truthy(entry.value)
+    if flags["load_in_4bit"] is None or flags["load_in_8bit"] is None:
+        return "unknown"
+    if flags["load_in_4bit"] and not flags["load_in_8bit"]:
+        return "4bit"
+    if flags["load_in_8bit"] and not flags["load_in_4bit"]:
+        return "8bit"
+    if not flags["load_in_4bit"] and not flags["load_in_8bit"]:
+        if not config.complete:
+            return "unknown"
+        # BitsAndBytesConfig() with neither flag quantizes to 4-bit (evidence/README.md); a dict
+        # with neither flag is not a bitsandbytes request we can recognise.
+        return "unknown" if config.is_dict else "4bit"
+    return "unknown"  # both set: invalid, a later rule reports it
+
+
+@dataclass
+class LoadSite:
+    """A call that loads a model: ``<cls>.from_pretrained(...)`` or ``pipeline(...)``."""
+
+    call: cst.Call
+    api: L["from_pretrained", "pipeline"]
+    receiver: str | None  # qualified name of the class, when known
+    kwargs: Mapping  # every keyword that reaches the model load, splats and model_kwargs merged
+    scope: cst.CSTNode  # the function (or module) the call is in
+    quantization: Quantization | None = None
+    quantization_state: State = State.ABSENT
+
+    def field(self, *names: str) -> Field:
+        """The first of ``names`` that the load receives (``dtype``/``torch_dtype``)."""
+        for name in names:
+            entry = self.kwargs.entries.get(name)
+            if entry is not None:
+                state = State.UNKNOWN if _is_unknown(entry.value) else State.KNOWN
+                return Field(state, entry.value, entry.node)
+        if not self.kwargs.complete:
+            return Field(State.UNKNOWN)
+        return Field(State.ABSENT)
+
+    @property
+    def device_map(self) -> Field:
+        if self.api == "pipeline":
+            device = self.field("device")
+            if not device.absent:  # an explicit device is a placement choice
+                return device
+        return self.field("device_map")
+
+    @property
+    def dtype(self) -> Field:
+        return self.field("dtype", "torch_dtype")
+
+    @property
+    def known_dtype(self) -> DtypeValue | None:
+        d = self.dtype
+        return as_dtype(d.value) if d.known and d.value is not None else None
+
+
+def _is_unknown(value: Value) -> bool:
+    return any(isinstance(v, Unknown) for v in flatten(value))
+
+
+@dataclass(frozen=True)
+class ModelUse:
+    """A method call on the result of a load (``model.half()``)."""
+
+    site: LoadSite
+    method: str
+    call: cst.Call
+
+
+@dataclass
+class ModuleModel:
+    """Everything the rules may read about one module."""
+
+    module: cst.Module
+    loads: list[LoadSite]
+    uses: list[ModelUse]
+    torch_alias: str | None  # the module-level name bound to ``torch``, if any
+    source: str
+
+    @cached_property
+    def distributed(self) -> str | None:
+        """Why this looks like a distributed-training file, if it does."""
+        return distributed_reason(self.source)
+
+    def quantized_loads(self) -> Iterator[LoadSite]:
+        for site in self.loads:
+            if site.quantization is not None and site.quantization_state is State.KNOWN:
+                yield site
+
+
+def resolve_quantization(site: LoadSite) -> None:
+    """Fill ``site.quantization`` from its keywords."""
+    entries = site.kwargs.entries
+    legacy = {k: entries[k] for k in ("load_in_4bit", "load_in_8bit") if k in entries}
+    qc = entries.get("quantization_config")
+    if qc is None:
+        if not site.kwargs.complete and not legacy:
+            site.quantization_state = State.UNKNOWN
+            return
+        if legacy:
+            _resolve_legacy(site, legacy)
+        return
+    options = flatten(qc.value)
+    non_none = [v for v in options if not is_none(v)]
+    if not non_none:
+        return  # quantization_config=None
+    if all(isinstance(v, OtherConfig) for v in non_none):
+        site.quantization_state = State.KNOWN  # known, and not bitsandbytes
+        return
+    # Exactly one bitsandbytes config must reach the call; None on other branches is allowed.
+    if not all(isinstance(v, BnbConfig) for v in non_none) or len({id(v) for v in non_none}) != 1:
+        site.quantization_state = State.UNKNOWN
+        return
+    conditional = len(non_none) < len(options)
+    config = non_none[-1]
+    assert isinstance(config, BnbConfig)
+    mode = config_mode(config)
+    if mode == "unknown":
+        site.quantization_state = State.UNKNOWN
+        return
+    site.quantization = Quantization(config, mode, conditional, legacy)
+    site.quantization_state = State.KNOWN
+
+
+def _resolve_legacy(site: LoadSite, legacy: dict[str, Entry]) -> None:
+    flags = {k: truthy(e.value) for k, e in legacy.items()}
+    if any(v is None for v in flags.values()):
+        site.quantization_state = State.UNKNOWN
+        return
+    if flags.get("load_in_4bit") and not flags.get("load_in_8bit"):
+        mode: Mode = "4bit"
+    elif flags.get("load_in_8bit") and not flags.get("load_in_4bit"):
+        mode = "8bit"
+    else:
+        return  # load_in_8bit=False: not quantized
+    site.quantization = Quantization(None, mode, False, legacy)
+    site.quantization_state = State.KNOWN

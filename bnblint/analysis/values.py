@@ -1,0 +1,172 @@
+"""Static values: what the analysis knows about an expression.
+
+Every evaluated expression becomes one of these. ``Unknown`` is explicit so that rules can tell
+"absent" from "present but not statically knowable" and stay silent on the latter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+import libcst as cst
+
+# torch attribute names that are dtypes, mapped to their canonical name.
+TORCH_DTYPES: dict[str, str] = {
+    "float16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "float32": "float32",
+    "float": "float32",
+    "float64": "float64",
+    "double": "float64",
+    "int8": "int8",
+    "uint8": "uint8",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Unknown:
+    """An expression whose value cannot be known statically."""
+
+    node: cst.CSTNode | None
+    reason: str = "not statically known"
+
+
+@dataclass(frozen=True, eq=False)
+class Literal:
+    """A Python literal: str, int, float, bool or None."""
+
+    value: object
+    node: cst.CSTNode | None
+
+
+@dataclass(frozen=True, eq=False)
+class Dtype:
+    """A torch dtype, written as an attribute (``torch.float16``) or a string (``"float16"``)."""
+
+    name: str
+    node: cst.CSTNode | None
+    spelled_as_string: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class Symbol:
+    """A module or an imported object, by qualified name (``transformers.AutoModel``)."""
+
+    qualname: str
+    node: cst.CSTNode | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Entry:
+    """One key of a mapping or keyword of a call: its value and where it was set."""
+
+    value: Value
+    node: cst.CSTNode  # the Arg, DictElement or statement that set it
+
+
+@dataclass(frozen=True, eq=False)
+class Mapping:
+    """A dict built from a literal, ``dict(...)`` or keyword arguments.
+
+    ``complete`` is False when part of it is unknown (a ``**splat`` of an unknown value, a
+    non-literal key), so an absent key may still be present at run time.
+    """
+
+    entries: dict[str, Entry]
+    node: cst.CSTNode
+    complete: bool = True
+
+    def with_entry(self, key: str, entry: Entry) -> Mapping:
+        return Mapping({**self.entries, key: entry}, self.node, self.complete)
+
+
+@dataclass(frozen=True, eq=False)
+class BnbConfig:
+    """A transformers ``BitsAndBytesConfig(...)`` call, or a dict used as one.
+
+    ``node`` is where the config is written (the call or the dict literal): fixes edit it there.
+    Later attribute assignments (``cfg.bnb_4bit_compute_dtype = ...``) add options without
+    changing ``node``, so identity of the config is identity of ``node``.
+    """
+
+    options: Mapping
+    node: cst.CSTNode
+    is_dict: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return self.options.complete
+
+    def with_option(self, key: str, entry: Entry) -> BnbConfig:
+        return BnbConfig(self.options.with_entry(key, entry), self.node, self.is_dict)
+
+
+@dataclass(frozen=True, eq=False)
+class OtherConfig:
+    """A quantization config of another method (GPTQ, AWQ, TorchAo, diffusers' bnb config...)."""
+
+    qualname: str
+    node: cst.CSTNode
+
+
+@dataclass(frozen=True, eq=False)
+class Choice:
+    """One of several values, depending on a run-time condition (``a if c else b``, branches)."""
+
+    options: tuple[Value, ...]
+    node: cst.CSTNode | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class LoadResult:
+    """The object returned by a model load (the model)."""
+
+    site: object  # analysis.model.LoadSite; typed loosely to avoid an import cycle
+    node: cst.CSTNode | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Function:
+    """A function defined in the analysed module; calls to it evaluate its ``return``."""
+
+    node: cst.FunctionDef
+    returns: list[Value] = field(default_factory=list)
+
+
+Value = Union[
+    Unknown, Literal, Dtype, Symbol, Mapping, BnbConfig, OtherConfig, Choice, LoadResult, Function
+]
+
+
+def flatten(value: Value) -> list[Value]:
+    """The alternatives of a value, nested choices expanded."""
+    if isinstance(value, Choice):
+        out: list[Value] = []
+        for option in value.options:
+            out.extend(flatten(option))
+        return out
+    return [value]
+
+
+def is_none(value: Value) -> bool:
+    return isinstance(value, Literal) and value.value is None
+
+
+def as_dtype(value: Value) -> Dtype | None:
+    """The dtype a value denotes, accepting the string spellings transformers accepts."""
+    if isinstance(value, Dtype):
+        return value
+    if isinstance(value, Literal) and isinstance(value.value, str):
+        name = TORCH_DTYPES.get(value.value)
+        if name is not None and value.value == name:
+            return Dtype(name, value.node, spelled_as_string=True)
+    return None
+
+
+def truthy(value: Value) -> bool | None:
+    """True/False for a literal bool, None when unknown or not a bool."""
+    if isinstance(value, Literal) and isinstance(value.value, bool):
+        return value.value
+    return None

@@ -1,0 +1,256 @@
+"""The ``bnblint`` command line."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from bnblint import __version__
+from bnblint.output import FORMAT_NAMES, Report, get_renderer
+from bnblint.pipeline import FileResult, lint_text
+from bnblint.rules import ALL_RULES, RULES_BY_CODE
+from bnblint.settings import (
+    ConfigError,
+    Settings,
+    find_config,
+    load_settings,
+    parse_cli_codes,
+    parse_compute_dtype,
+)
+from bnblint.source import SourceError, decode, write_source
+
+
+class DefaultGroup(click.Group):
+    """``bnblint src/`` and ``bnblint --fix src/`` mean ``bnblint check ...``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (
+            args[0] not in self.commands and args[0] not in ("-h", "--help", "--version")
+        ):
+            args = ["check", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bnblint")
+def main() -> None:
+    """Find and fix slow or broken bitsandbytes model loads."""
+
+
+def _fail(message: str) -> None:
+    click.echo(f"bnblint: error: {message}", err=True)
+    sys.exit(2)
+
+
+def _settings(
+    config: str | None, paths: tuple[str, ...], stdin_filename: str | None
+) -> Settings:
+    if config is not None:
+        return load_settings(Path(config))
+    start = Path(stdin_filename or (paths[0] if paths and paths[0] != "-" else "."))
+    found = find_config(start.absolute())
+    return load_settings(found) if found else Settings()
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--fix", is_flag=True, help="Apply fixes (safe ones unless --unsafe-fixes).")
+@click.option("--unsafe-fixes", is_flag=True, help="Also apply and offer unsafe fixes.")
+@click.option("--diff", is_flag=True, help="Print the fixes as a diff; change nothing.")
+@click.option("--show-fixes", is_flag=True, help="List the fixes applied.")
+@click.option("--select", multiple=True, help="Rule codes or prefixes to enable (comma-separated).")
+@click.option("--ignore", multiple=True, help="Rule codes or prefixes to disable.")
+@click.option("--extend-select", multiple=True, help="Codes to enable on top of the configuration.")
+@click.option("--extend-ignore", multiple=True, help="Codes to disable on top of the configuration.")
+@click.option("--exit-zero", is_flag=True, help="Exit 0 even if findings remain.")
+@click.option(
+    "--output-format", type=click.Choice(FORMAT_NAMES), default="text", show_default=True
+)
+@click.option("--stdin-filename", help="The name of the file read from stdin (`-`).")
+@click.option("--config", type=click.Path(), help="A pyproject.toml to read [tool.bnblint] from.")
+@click.option("--compute-dtype", help="Compute dtype BNB002 writes when the load has none.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), help="Worker processes.")
+@click.option("--color/--no-color", default=None, help="Colour (default: on a terminal).")
+def check(
+    paths: tuple[str, ...],
+    fix: bool,
+    unsafe_fixes: bool,
+    diff: bool,
+    show_fixes: bool,
+    select: tuple[str, ...],
+    ignore: tuple[str, ...],
+    extend_select: tuple[str, ...],
+    extend_ignore: tuple[str, ...],
+    exit_zero: bool,
+    output_format: str,
+    stdin_filename: str | None,
+    config: str | None,
+    compute_dtype: str | None,
+    jobs: int | None,
+    color: bool | None,
+) -> None:
+    """Check PATHS (default: .) for bitsandbytes load mistakes."""
+    try:
+        settings = _settings(config, paths, stdin_filename)
+        settings = settings.override(
+            select=parse_cli_codes(select, "--select"),
+            ignore=parse_cli_codes(ignore, "--ignore"),
+            compute_dtype=parse_compute_dtype(compute_dtype, "--compute-dtype")
+            if compute_dtype is not None
+            else None,
+        )
+        more = parse_cli_codes(extend_select, "--extend-select")
+        less = parse_cli_codes(extend_ignore, "--extend-ignore")
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    if more:
+        settings = settings.override(select=settings.select + more)
+    if less:
+        settings = settings.override(ignore=settings.ignore + less)
+    if color is None:
+        color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    want_edits = output_format == "json" or diff
+    report = Report(
+        fix=fix and not diff, unsafe_fixes=unsafe_fixes, show_fixes=show_fixes, color=color
+    )
+    if paths == ("-",) or (not paths and stdin_filename):
+        _check_stdin(settings, stdin_filename, fix, diff, unsafe_fixes, report, output_format)
+    else:
+        _check_paths(settings, paths or (".",), fix, diff, unsafe_fixes, want_edits, jobs, report)
+        if diff:
+            changed = _print_diffs(report)
+            sys.exit(1 if changed and not exit_zero else 0)
+        get_renderer(output_format)(report, sys.stdout)
+    for result in report.errors:
+        click.echo(f"{result.filename}: {result.error}", err=True)
+    failed = bool(report.findings) or bool(report.errors)
+    sys.exit(1 if failed and not exit_zero else 0)
+
+
+def _check_paths(
+    settings: Settings,
+    paths: tuple[str, ...],
+    fix: bool,
+    diff: bool,
+    unsafe_fixes: bool,
+    want_edits: bool,
+    jobs: int | None,
+    report: Report,
+) -> None:
+    from bnblint.discovery import DEFAULT_EXCLUDES, discover
+    from bnblint.runner import lint_paths
+
+    files, errors = discover(
+        paths,
+        exclude=settings.exclude if settings.exclude is not None else DEFAULT_EXCLUDES,
+        extend_exclude=settings.extend_exclude,
+        root=settings.root,
+    )
+    report.results.extend(FileResult(str(p), error=reason) for p, reason in errors)
+    results = lint_paths(
+        files,
+        settings,
+        fix=fix or diff,
+        unsafe_fixes=unsafe_fixes,
+        want_edits=want_edits,
+        jobs=jobs,
+    )
+    report.files_checked = len(files)
+    for result in results:
+        if result.fixed_text is not None and not diff and result.source is not None:
+            try:
+                write_source(result.source, result.fixed_text)
+            except OSError as exc:
+                result.error = f"cannot write: {exc.strerror or exc}"
+                result.findings = result.fixed + result.findings
+                result.fixed = []
+    report.results.extend(results)
+
+
+def _print_diffs(report: Report) -> bool:
+    changed = False
+    for result in sorted(report.results, key=lambda r: r.filename):
+        if result.fixed_text is None or result.source is None:
+            continue
+        changed = True
+        sys.stdout.writelines(
+            difflib.unified_diff(
+                result.source.text.splitlines(keepends=True),
+                result.fixed_text.splitlines(keepends=True),
+                fromfile=f"a/{result.filename}",
+                tofile=f"b/{result.filename}",
+            )
+        )
+    n = sum(len(r.fixed) for r in report.results)
+    if n:
+        click.echo(f"\nWould fix {n} error{'s' if n != 1 else ''}.", err=True)
+    return changed
+
+
+def _check_stdin(
+    settings: Settings,
+    stdin_filename: str | None,
+    fix: bool,
+    diff: bool,
+    unsafe_fixes: bool,
+    report: Report,
+    output_format: str,
+) -> None:
+    name = stdin_filename or "-"
+    try:
+        text, _ = decode(sys.stdin.buffer.read())
+    except SourceError as exc:
+        report.results.append(FileResult(name, error=str(exc)))
+        return
+    result = lint_text(
+        text,
+        name,
+        settings,
+        fix=fix or diff,
+        unsafe_fixes=unsafe_fixes,
+        want_edits=output_format == "json",
+    )
+    report.results.append(result)
+    fixed = result.fixed_text if result.fixed_text is not None else text
+    if diff:
+        sys.stdout.writelines(
+            difflib.unified_diff(
+                text.splitlines(keepends=True),
+                fixed.splitlines(keepends=True),
+                fromfile=f"a/{name}",
+                tofile=f"b/{name}",
+            )
+        )
+        return
+    if fix:
+        sys.stdout.write(fixed)  # the fixed source goes to stdout, the report to stderr
+        get_renderer(output_format)(report, sys.stderr)
+        return
+    get_renderer(output_format)(report, sys.stdout)
+
+
+@main.command()
+@click.argument("code", required=False)
+@click.option("--all", "show_all", is_flag=True, help="List every rule.")
+def rule(code: str | None, show_all: bool) -> None:
+    """Show the documentation of rule CODE (e.g. BNB002)."""
+    if show_all or code is None:
+        for r in ALL_RULES:
+            click.echo(f"{r.code}  {r.name:<28} {r.level.value:<8} {r.summary}")
+        return
+    r = RULES_BY_CODE.get(code.upper())
+    if r is None:
+        _fail(f"unknown rule `{code}` (known: {', '.join(RULES_BY_CODE)})")
+        return
+    click.echo(f"# {r.summary} ({r.code}, {r.name})\n")
+    click.echo(f"Level: {r.level.value}\n")
+    click.echo(r.docs.strip("\n"))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

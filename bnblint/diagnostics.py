@@ -1,0 +1,110 @@
+"""What rules produce: diagnostics with optional fixes, and their resolved, positioned form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Union
+
+import libcst as cst
+
+if TYPE_CHECKING:
+    from bnblint.analysis.model import LoadSite
+
+
+class Applicability(str, Enum):
+    """Ruff's fix applicability: safe fixes run with ``--fix``, unsafe ones need opting in."""
+
+    SAFE = "safe"
+    UNSAFE = "unsafe"
+    DISPLAY_ONLY = "display-only"
+
+
+class Level(str, Enum):
+    ERROR = "error"  # the load fails
+    WARNING = "warning"  # the load works, slowly or not as written
+
+
+@dataclass(frozen=True)
+class AddKeyword:
+    """Append ``name=value`` to a call's arguments (a load call, or a config constructor)."""
+
+    call: cst.Call
+    name: str
+    value: str  # Python source of the value
+
+
+@dataclass(frozen=True)
+class AddDictEntry:
+    """Append ``"key": value`` to a dict literal."""
+
+    dict: cst.Dict
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class AddImport:
+    """Add ``import module`` at the top of the module unless already bound at module level."""
+
+    module: str
+
+
+Operation = Union[AddKeyword, AddDictEntry, AddImport]
+
+
+@dataclass(frozen=True)
+class Fix:
+    message: str
+    applicability: Applicability
+    operations: tuple[Operation, ...]
+
+
+@dataclass
+class Diagnostic:
+    """A finding as a rule reports it: on a CST node, before positions are resolved."""
+
+    code: str
+    message: str
+    node: cst.CSTNode
+    site: LoadSite | None = None
+    fix: Fix | None = None
+
+
+@dataclass(frozen=True, order=True)
+class Location:
+    row: int  # 1-based
+    column: int  # 1-based, in characters
+
+
+@dataclass(frozen=True)
+class TextEdit:
+    content: str
+    location: Location
+    end_location: Location
+
+
+@dataclass
+class Finding:
+    """A diagnostic resolved to positions in a file, ready for any output format."""
+
+    code: str
+    message: str
+    filename: str
+    location: Location
+    end_location: Location
+    level: Level
+    url: str
+    noqa_row: int
+    load_site: Location | None = None
+    fix_message: str | None = None
+    applicability: Applicability | None = None
+    edits: list[TextEdit] = field(default_factory=list)
+    cell: int | None = None
+
+    @property
+    def fixable(self) -> bool:
+        return self.applicability in (Applicability.SAFE, Applicability.UNSAFE)
+
+    def sort_key(self) -> tuple[str, int, int, int, str]:
+        return (self.filename, self.cell or 0, self.location.row, self.location.column, self.code)

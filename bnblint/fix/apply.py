@@ -1,0 +1,164 @@
+"""Apply fix operations to a module in one transformer pass; derive text edits from them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import libcst as cst
+
+from bnblint.diagnostics import AddDictEntry, AddImport, AddKeyword, Location, Operation, TextEdit
+from bnblint.fix.args import append_dict_entry, append_keyword
+
+
+class _Applier(cst.CSTTransformer):
+    def __init__(self, operations: Iterable[Operation]) -> None:
+        super().__init__()
+        self.keywords: dict[int, dict[str, str]] = {}
+        self.entries: dict[int, dict[str, str]] = {}
+        self.imports: list[str] = []
+        for op in operations:
+            if isinstance(op, AddKeyword):
+                # setdefault: two fixes adding the same keyword to one call apply once.
+                self.keywords.setdefault(id(op.call), {}).setdefault(op.name, op.value)
+            elif isinstance(op, AddDictEntry):
+                self.entries.setdefault(id(op.dict), {}).setdefault(op.key, op.value)
+            elif isinstance(op, AddImport) and op.module not in self.imports:
+                self.imports.append(op.module)
+
+    def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.Call:
+        for name, value in self.keywords.get(id(original_node), {}).items():
+            if any(a.keyword is not None and a.keyword.value == name for a in updated_node.args):
+                continue
+            updated_node = append_keyword(updated_node, name, cst.parse_expression(value))
+        return updated_node
+
+    def leave_Dict(self, original_node: cst.Dict, updated_node: cst.Dict) -> cst.Dict:
+        for key, value in self.entries.get(id(original_node), {}).items():
+            key_node = cst.SimpleString(repr(key).replace("'", '"'))
+            updated_node = append_dict_entry(updated_node, key_node, cst.parse_expression(value))
+        return updated_node
+
+    def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
+        missing = [m for m in self.imports if not _imports_module(updated_node, m)]
+        if not missing:
+            return updated_node
+        body = list(updated_node.body)
+        index = _import_position(body)
+        new = [cst.parse_statement(f"import {m}\n") for m in missing]
+        if index < len(body) and _is_import(body[index]):
+            # The first import's leading comment introduces the block: keep it above the block.
+            first = body[index]
+            new[0] = new[0].with_changes(leading_lines=first.leading_lines)
+            body[index] = first.with_changes(leading_lines=[])
+        body[index:index] = new
+        return updated_node.with_changes(body=body)
+
+
+def _is_import(stmt: cst.CSTNode) -> bool:
+    return isinstance(stmt, cst.SimpleStatementLine) and any(
+        isinstance(s, (cst.Import, cst.ImportFrom)) for s in stmt.body
+    )
+
+
+def _is_docstring_or_future(stmt: cst.CSTNode) -> bool:
+    if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
+        return False
+    small = stmt.body[0]
+    if isinstance(small, cst.Expr) and isinstance(
+        small.value, (cst.SimpleString, cst.ConcatenatedString)
+    ):
+        return True
+    return (
+        isinstance(small, cst.ImportFrom)
+        and isinstance(small.module, cst.Name)
+        and small.module.value == "__future__"
+    )
+
+
+def _import_position(body: Sequence[cst.CSTNode]) -> int:
+    """Where ``import torch`` goes: before the transformers import of the leading import block
+    (isort order puts ``import torch`` there), else after that block, else after the docstring
+    and ``__future__`` imports."""
+    index = 0
+    while index < len(body) and _is_docstring_or_future(body[index]):
+        index += 1
+    end = index
+    while end < len(body) and _is_import(body[end]):
+        if _imports_root(body[end], "transformers"):
+            return end
+        end += 1
+    return end
+
+
+def _imports_root(stmt: cst.CSTNode, root: str) -> bool:
+    assert isinstance(stmt, cst.SimpleStatementLine)
+    for small in stmt.body:
+        if isinstance(small, cst.ImportFrom) and small.module is not None:
+            node: cst.BaseExpression = small.module
+            while isinstance(node, cst.Attribute):
+                node = node.value
+            if isinstance(node, cst.Name) and node.value == root and not small.relative:
+                return True
+    return False
+
+
+def _imports_module(module: cst.Module, name: str) -> bool:
+    for stmt in module.body:
+        if isinstance(stmt, cst.SimpleStatementLine):
+            for small in stmt.body:
+                if isinstance(small, cst.Import):
+                    for alias in small.names:
+                        bound = alias.asname.name if alias.asname else alias.name
+                        if isinstance(bound, cst.Name) and bound.value == name:
+                            return True
+    return False
+
+
+def apply_operations(module: cst.Module, operations: Iterable[Operation]) -> cst.Module:
+    return module.visit(_Applier(operations))
+
+
+class LineIndex:
+    """Offsets to 1-based (row, column) positions of one text."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.starts = [0]
+        for i, ch in enumerate(text):
+            if ch == "\n":
+                self.starts.append(i + 1)
+
+    def location(self, offset: int) -> Location:
+        lo, hi = 0, len(self.starts) - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.starts[mid] <= offset:
+                lo = mid
+            else:
+                hi = mid - 1
+        return Location(lo + 1, offset - self.starts[lo] + 1)
+
+
+def text_edit(before: str, after: str, index: LineIndex) -> TextEdit | None:
+    """The single replacement that turns ``before`` into ``after`` (common ends trimmed)."""
+    if before == after:
+        return None
+    start = 0
+    limit = min(len(before), len(after))
+    while start < limit and before[start] == after[start]:
+        start += 1
+    end_b, end_a = len(before), len(after)
+    while end_b > start and end_a > start and before[end_b - 1] == after[end_a - 1]:
+        end_b -= 1
+        end_a -= 1
+    return TextEdit(after[start:end_a], index.location(start), index.location(end_b))
+
+
+def edits_for(module: cst.Module, operations: Sequence[Operation], index: LineIndex) -> list[TextEdit]:
+    """One text edit per operation, each computed on the original text."""
+    edits = []
+    for op in operations:
+        edit = text_edit(index.text, apply_operations(module, [op]).code, index)
+        if edit is not None:
+            edits.append(edit)
+    return sorted(edits, key=lambda e: e.location)

@@ -1,0 +1,172 @@
+"""The one pipeline every front end calls: text -> CST -> analysis model -> rules -> findings.
+
+The CLI, the flake8 plugin and future front ends call ``lint_text``/``lint_file``; none of them
+re-implements a step.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from bnblint.diagnostics import Applicability, Diagnostic, Finding, Location, Operation
+from bnblint.noqa import noqa_lines, suppressed
+from bnblint.rules import Rule
+from bnblint.settings import Settings
+from bnblint.source import SourceFile
+
+MAX_FIX_PASSES = 5  # one fix can enable another; stop long before anything could cycle
+
+
+@dataclass
+class FileResult:
+    filename: str
+    findings: list[Finding] = field(default_factory=list)
+    error: str | None = None  # "cannot read: ...", "cannot parse: ..."
+    source: SourceFile | None = None
+    fixed_text: str | None = None  # set when fixes changed the text
+    fixed: list[Finding] = field(default_factory=list)  # findings that fixes removed
+
+
+def words_for(rules: Sequence[type[Rule]]) -> tuple[bytes, ...]:
+    return tuple({w for rule in rules for w in rule.words})
+
+
+def may_matter(data: bytes, rules: Sequence[type[Rule]]) -> bool:
+    """Byte prefilter: can any selected rule fire in a file with these bytes?"""
+    return any(word in data for word in words_for(rules))
+
+
+def fix_allowed(applicability: Applicability | None, unsafe_fixes: bool) -> bool:
+    if applicability is Applicability.SAFE:
+        return True
+    return unsafe_fixes and applicability is Applicability.UNSAFE
+
+
+def _diagnose(module, text: str, rules: Sequence[type[Rule]], settings: Settings):  # type: ignore[no-untyped-def]
+    from bnblint.analysis.builder import build_model
+
+    model = build_model(module, text)
+    context = settings.context
+    found: list[tuple[type[Rule], Diagnostic]] = []
+    for rule in rules:
+        for diagnostic in rule().check(model, context):
+            found.append((rule, diagnostic))
+    return found
+
+
+def _resolve(
+    module,  # type: ignore[no-untyped-def]
+    text: str,
+    filename: str,
+    found: list[tuple[type[Rule], Diagnostic]],
+    want_edits: bool,
+) -> tuple[list[Finding], list[Diagnostic]]:
+    """Positions, noqa and text edits; returns findings and the diagnostics not suppressed."""
+    if not found:
+        return [], []
+    import libcst as cst
+    from libcst.metadata import MetadataWrapper, PositionProvider
+
+    from bnblint.fix.apply import LineIndex, edits_for
+
+    # unsafe_skip_copy: node identity must survive (diagnostics hold nodes), and copying the
+    # tree would cost more than the analysis.
+    positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+    noqa = noqa_lines(text)
+    index = LineIndex(text) if want_edits else None
+    findings: list[Finding] = []
+    kept: list[Diagnostic] = []
+    for rule, d in found:
+        span = positions[d.node]
+        start = Location(span.start.line, span.start.column + 1)
+        if suppressed(d.code, start.row, noqa):
+            continue
+        site = None
+        if d.site is not None:
+            s = positions[d.site.call].start
+            site = Location(s.line, s.column + 1)
+        finding = Finding(
+            code=d.code,
+            message=d.message,
+            filename=filename,
+            location=start,
+            end_location=Location(span.end.line, span.end.column + 1),
+            level=rule.level,
+            url=rule.url(),
+            noqa_row=start.row,
+            load_site=site,
+        )
+        if d.fix is not None:
+            finding.fix_message = d.fix.message
+            finding.applicability = d.fix.applicability
+            if index is not None:
+                assert isinstance(module, cst.Module)
+                finding.edits = edits_for(module, d.fix.operations, index)
+        findings.append(finding)
+        kept.append(d)
+    findings.sort(key=Finding.sort_key)
+    return findings, kept
+
+
+def lint_text(
+    text: str,
+    filename: str,
+    settings: Settings,
+    *,
+    fix: bool = False,
+    unsafe_fixes: bool = False,
+    want_edits: bool = False,
+    rules: Sequence[type[Rule]] | None = None,
+) -> FileResult:
+    """Lint (and optionally fix) one module's text."""
+    if rules is None:
+        rules = settings.rules_for(filename)
+    result = FileResult(filename)
+    if not rules or not any(w.decode() in text for w in words_for(rules)):
+        return result
+    import libcst as cst
+
+    from bnblint.fix.apply import apply_operations
+
+    try:
+        module = cst.parse_module(text)
+    except cst.ParserSyntaxError as exc:
+        result.error = f"cannot parse: line {exc.raw_line}:{exc.raw_column}: {exc.message}"
+        return result
+    except Exception as exc:  # LibCST raises a few other types on odd input
+        result.error = f"cannot parse: {type(exc).__name__}: {exc}"
+        return result
+    findings, kept = _resolve(
+        module, text, filename, _diagnose(module, text, rules, settings), want_edits and not fix
+    )
+    original = text
+    first = findings
+    for _ in range(MAX_FIX_PASSES if fix else 0):
+        ops: list[Operation] = [
+            op
+            for d in kept
+            if d.fix is not None and fix_allowed(d.fix.applicability, unsafe_fixes)
+            for op in d.fix.operations
+        ]
+        if not ops:
+            break
+        new_text = apply_operations(module, ops).code
+        if new_text == text:
+            break
+        try:
+            ast.parse(new_text)
+            new_module = cst.parse_module(new_text)
+        except (SyntaxError, ValueError, cst.ParserSyntaxError):
+            break  # a fix must never make the file unparsable: keep what we have
+        module, text = new_module, new_text
+        findings, kept = _resolve(
+            module, text, filename, _diagnose(module, text, rules, settings), want_edits
+        )
+    if text != original:
+        result.fixed_text = text
+        remaining = {(f.code, f.message) for f in findings}
+        result.fixed = [f for f in first if (f.code, f.message) not in remaining]
+    result.findings = findings
+    return result

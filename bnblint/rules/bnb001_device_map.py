@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from bnblint.analysis.model import ModuleModel
+from bnblint.diagnostics import AddKeyword, Applicability, Diagnostic, Fix, Level
+from bnblint.rules.base import Rule, RuleContext
+
+MODES = {"4bit": "4-bit", "8bit": "8-bit"}
+
+
+class MissingDeviceMap(Rule):
+    code = "BNB001"
+    name = "missing-device-map"
+    summary = "bitsandbytes load without `device_map`"
+    level = Level.WARNING
+    words = (b"BitsAndBytesConfig", b"load_in_4bit", b"load_in_8bit")
+    docs = """
+## What it does
+Finds model loads quantized with bitsandbytes (4-bit or 8-bit, statically known) that pass no
+`device_map` (for `pipeline`, neither `device_map` nor `device`).
+
+## Why is this bad?
+Without a `device_map`, transformers sets `{"": <current device>}`: the whole quantized model is
+placed on one device, whatever the number of GPUs, and this is logged at INFO level only.
+`device_map="auto"` lets accelerate spread the layers over every visible GPU (and the CPU), and a
+model that does not fit fails with a clear error instead of an out-of-memory in the middle of
+loading. In a distributed-training script (one process per GPU: `Trainer`, `SFTTrainer`,
+`Accelerator`, `torch.distributed`, DeepSpeed, FSDP, `LOCAL_RANK`), `"auto"` is wrong: each process
+must load its copy onto its own GPU, with `device_map={"": PartialState().local_process_index}`.
+There the rule reports without a fix.
+
+## Example
+```python
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+model = AutoModelForCausalLM.from_pretrained(
+    "meta-llama/Llama-3.1-8B-Instruct",
+    quantization_config=BitsAndBytesConfig(load_in_4bit=True),
+)
+```
+
+## Use instead
+```python
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+model = AutoModelForCausalLM.from_pretrained(
+    "meta-llama/Llama-3.1-8B-Instruct",
+    quantization_config=BitsAndBytesConfig(load_in_4bit=True),
+    device_map="auto",
+)
+```
+
+## Fix safety
+Safe: adds `device_map="auto"` to the load. On a machine with one GPU the model lands on the same
+device as before; with several GPUs it is spread over them, which is what the argument is for.
+No fix is offered in distributed-training files.
+
+## Evidence
+- transformers 5.17, bitsandbytes 0.50.2, H100: with no `device_map` the whole model was put on
+  `cuda:0` (the 4-bit quantizer's `update_device_map` picks the current device); it did not fall
+  back to the CPU (`../shared/evidence/README.md`, GPU run 2026-11-27).
+- transformers 4.57.1 and 5.24.0 on CPU: both set `{"": current device}` and log only at INFO:
+  "The device_map was not initialized. Setting device_map to {...}".
+- Missing `device_map` does not cause "invalid device function" / "no kernel image is available":
+  those come from a bitsandbytes build without kernels for the GPU (see `bnblint doctor`).
+"""
+
+    def check(self, model: ModuleModel, context: RuleContext) -> Iterator[Diagnostic]:
+        for site in model.quantized_loads():
+            if not site.device_map.absent:
+                continue
+            assert site.quantization is not None
+            mode = MODES.get(site.quantization.mode, "quantized")
+            when = " (when quantization is enabled)" if site.quantization.conditional else ""
+            head = f"{mode} bitsandbytes load without `device_map`{when}: the whole model is put on"
+            if model.distributed:
+                message = (
+                    f"{head} the current device; this is a distributed-training file "
+                    f"({model.distributed}), so pass "
+                    '`device_map={"": PartialState().local_process_index}`'
+                )
+                yield Diagnostic(self.code, message, site.call, site)
+                continue
+            message = f'{head} one device; pass `device_map="auto"` to spread it over all GPUs'
+            fix = Fix(
+                'Add `device_map="auto"`',
+                Applicability.SAFE,
+                (AddKeyword(site.call, "device_map", '"auto"'),),
+            )
+            yield Diagnostic(self.code, message, site.call, site, fix)

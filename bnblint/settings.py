@@ -1,0 +1,156 @@
+"""``[tool.bnblint]`` configuration: discovery, validation and per-file rule selection."""
+
+from __future__ import annotations
+
+import fnmatch
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from bnblint.analysis.values import TORCH_DTYPES
+from bnblint.rules import Rule, RuleContext, is_code_prefix, select_rules
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+COMPUTE_DTYPES = ("float16", "bfloat16", "float32")
+KEYS = ("select", "ignore", "per-file-ignores", "exclude", "extend-exclude", "compute-dtype")
+
+
+class ConfigError(Exception):
+    """A bad configuration value; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    select: tuple[str, ...] = ("BNB",)
+    ignore: tuple[str, ...] = ()
+    per_file_ignores: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    exclude: tuple[str, ...] | None = None  # None: the default excludes
+    extend_exclude: tuple[str, ...] = ()
+    compute_dtype: str = "float16"
+    root: Path = field(default_factory=Path.cwd)
+    source: Path | None = None  # the pyproject.toml read, if any
+
+    def rules_for(self, path: str | None) -> list[type[Rule]]:
+        ignore = list(self.ignore)
+        if path is not None and self.per_file_ignores:
+            rel = _relative(path, self.root)
+            for pattern, codes in self.per_file_ignores:
+                if _glob_match(rel, pattern):
+                    ignore.extend(codes)
+        return select_rules([_prefix(s) for s in self.select], [_prefix(i) for i in ignore])
+
+    @property
+    def context(self) -> RuleContext:
+        return RuleContext(compute_dtype=self.compute_dtype)
+
+    def override(self, **changes: Any) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _prefix(code: str) -> str:
+    return "" if code == "ALL" else code
+
+
+def _relative(path: str, root: Path) -> str:
+    p = Path(path)
+    try:
+        return p.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return p.as_posix()
+
+
+def _glob_match(rel: str, pattern: str) -> bool:
+    if "/" not in pattern:
+        return fnmatch.fnmatch(rel.rsplit("/", 1)[-1], pattern) or fnmatch.fnmatch(rel, pattern)
+    return fnmatch.fnmatch(rel, pattern.lstrip("/"))
+
+
+def find_config(start: Path) -> Path | None:
+    """The nearest ``pyproject.toml`` with a ``[tool.bnblint]`` table, from ``start`` upward."""
+    directory = start if start.is_dir() else start.parent
+    for candidate in (directory, *directory.parents):
+        path = candidate / "pyproject.toml"
+        if path.is_file():
+            try:
+                data = tomllib.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+                continue  # a broken unrelated pyproject must not stop discovery
+            if "bnblint" in data.get("tool", {}):
+                return path
+    return None
+
+
+def load_settings(path: Path) -> Settings:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    table = data.get("tool", {}).get("bnblint", {})
+    return parse_table(table, path)
+
+
+def parse_table(table: Any, path: Path) -> Settings:
+    where = f"{path}: [tool.bnblint]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    unknown = sorted(set(table) - set(KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key `{unknown[0]}` (expected one of {', '.join(KEYS)})")
+    settings = Settings(root=path.parent, source=path)
+    changes: dict[str, Any] = {}
+    for key in ("select", "ignore"):
+        if key in table:
+            changes[key] = tuple(_codes(table[key], f"{where}.{key}"))
+    for key in ("exclude", "extend-exclude"):
+        if key in table:
+            changes[key.replace("-", "_")] = tuple(_strings(table[key], f"{where}.{key}"))
+    if "per-file-ignores" in table:
+        value = table["per-file-ignores"]
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}.per-file-ignores must be a table of glob = [codes]")
+        changes["per_file_ignores"] = tuple(
+            (glob, tuple(_codes(codes, f"{where}.per-file-ignores.{glob}")))
+            for glob, codes in value.items()
+        )
+    if "compute-dtype" in table:
+        changes["compute_dtype"] = parse_compute_dtype(table["compute-dtype"], f"{where}.compute-dtype")
+    return replace(settings, **changes)
+
+
+def parse_compute_dtype(value: Any, where: str) -> str:
+    name = value.removeprefix("torch.") if isinstance(value, str) else None
+    if name is None or TORCH_DTYPES.get(name) not in COMPUTE_DTYPES:
+        raise ConfigError(f"{where}: expected one of {', '.join(COMPUTE_DTYPES)}, got {value!r}")
+    return TORCH_DTYPES[name]
+
+
+def _strings(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be a list of strings, got {value!r}")
+    return value
+
+
+def _codes(value: Any, where: str) -> list[str]:
+    codes = _strings(value, where)
+    for code in codes:
+        if not is_code_prefix(code):
+            raise ConfigError(f"{where}: unknown rule code or prefix `{code}`")
+    return codes
+
+
+def parse_cli_codes(values: tuple[str, ...], option: str) -> tuple[str, ...] | None:
+    """``--select BNB001,BNB002`` (repeatable); None when the option was not given."""
+    if not values:
+        return None
+    codes = [c.strip() for v in values for c in v.split(",") if c.strip()]
+    for code in codes:
+        if not is_code_prefix(code):
+            raise ConfigError(f"{option}: unknown rule code or prefix `{code}`")
+    return tuple(codes)
