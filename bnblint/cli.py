@@ -46,9 +46,7 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-def _settings(
-    config: str | None, paths: tuple[str, ...], stdin_filename: str | None
-) -> Settings:
+def _settings(config: str | None, paths: tuple[str, ...], stdin_filename: str | None) -> Settings:
     if config is not None:
         return load_settings(Path(config))
     start = Path(stdin_filename or (paths[0] if paths and paths[0] != "-" else "."))
@@ -65,11 +63,11 @@ def _settings(
 @click.option("--select", multiple=True, help="Rule codes or prefixes to enable (comma-separated).")
 @click.option("--ignore", multiple=True, help="Rule codes or prefixes to disable.")
 @click.option("--extend-select", multiple=True, help="Codes to enable on top of the configuration.")
-@click.option("--extend-ignore", multiple=True, help="Codes to disable on top of the configuration.")
-@click.option("--exit-zero", is_flag=True, help="Exit 0 even if findings remain.")
 @click.option(
-    "--output-format", type=click.Choice(FORMAT_NAMES), default="text", show_default=True
+    "--extend-ignore", multiple=True, help="Codes to disable on top of the configuration."
 )
+@click.option("--exit-zero", is_flag=True, help="Exit 0 even if findings remain.")
+@click.option("--output-format", type=click.Choice(FORMAT_NAMES), default="text", show_default=True)
 @click.option("--stdin-filename", help="The name of the file read from stdin (`-`).")
 @click.option("--config", type=click.Path(), help="A pyproject.toml to read [tool.bnblint] from.")
 @click.option("--compute-dtype", help="Compute dtype BNB002 writes when the load has none.")

@@ -159,8 +159,12 @@ def _translate_class(pat: str, i: int) -> tuple[str, int] | None:
     return f"(?!/)[{body}]", i
 
 
-def _glob_to_regex(pat: str) -> str | None:
-    """Translate a gitignore glob to a regex matching a "/"-separated path (None: invalid)."""
+def _glob_to_regex(pat: str, start: int = 0) -> str | None:
+    """Translate a gitignore glob to a regex matching a "/"-separated path (None: invalid).
+
+    ``start``: position treated like the start of the pattern for the rule that ``**`` is
+    special only after a "/" or at the start (see ``_parse_gitignore_line``).
+    """
     out: list[str] = []
     i, n = 0, len(pat)
     while i < n:
@@ -177,7 +181,7 @@ def _glob_to_regex(pat: str) -> str | None:
             j = i
             while j < n and pat[j] == "*":
                 j += 1
-            if j - i >= 2 and (i == 0 or pat[i - 1] == "/"):
+            if j - i >= 2 and (i == 0 or i == start or pat[i - 1] == "/"):
                 if j == n:  # trailing "**": everything below
                     out.append(".*")
                     i = j
@@ -203,6 +207,13 @@ def _glob_to_regex(pat: str) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # .gitignore parsing
 # ---------------------------------------------------------------------------------------------
+
+
+def _literal_prefix_len(pat: str) -> int:
+    for i, c in enumerate(pat):
+        if c in "*?[\\":
+            return i
+    return len(pat)
 
 
 def _trim_trailing_spaces(line: str) -> str:
@@ -241,7 +252,11 @@ def _parse_gitignore_line(line: str) -> tuple[str, bool, bool] | None:
     anchored = "/" in line
     if line[0] == "/":
         line = line[1:]
-    body = _glob_to_regex(line)
+    # git compares the literal prefix of an anchored pattern (up to the first glob character)
+    # separately and runs wildmatch on the rest, so a "**" right after that prefix counts as
+    # being at the start of the pattern: "foo**/bar" matches "foo/bar" and "fooX/Y/bar".
+    start = _literal_prefix_len(line) if anchored else 0
+    body = _glob_to_regex(line, start)
     if body is None:
         return None
     # Without a "/" the pattern matches a name at any depth below the ignore file.

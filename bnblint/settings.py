@@ -102,7 +102,9 @@ def parse_table(table: Any, path: Path) -> Settings:
         raise ConfigError(f"{where} must be a table")
     unknown = sorted(set(table) - set(KEYS))
     if unknown:
-        raise ConfigError(f"{where}: unknown key `{unknown[0]}` (expected one of {', '.join(KEYS)})")
+        raise ConfigError(
+            f"{where}: unknown key `{unknown[0]}` (expected one of {', '.join(KEYS)})"
+        )
     settings = Settings(root=path.parent, source=path)
     changes: dict[str, Any] = {}
     for key in ("select", "ignore"):
@@ -120,7 +122,9 @@ def parse_table(table: Any, path: Path) -> Settings:
             for glob, codes in value.items()
         )
     if "compute-dtype" in table:
-        changes["compute_dtype"] = parse_compute_dtype(table["compute-dtype"], f"{where}.compute-dtype")
+        changes["compute_dtype"] = parse_compute_dtype(
+            table["compute-dtype"], f"{where}.compute-dtype"
+        )
     return replace(settings, **changes)
 
 

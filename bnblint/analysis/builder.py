@@ -391,7 +391,7 @@ class ModelBuilder:
             return
         method = expr.func.attr.value
         if method == "update":
-            update = self.mapping_from_args(expr.args, expr, env)
+            update = self.mapping_from_args(expr.args, expr, env, positional=True)
             for key, entry in update.entries.items():
                 self.set_key(name, env.lookup(name), key, entry, env)
             if not update.complete:
@@ -515,7 +515,7 @@ class ModelBuilder:
         if name is not None and _other_quant_config(name):
             return OtherConfig(name, node)
         if name == "dict":
-            return self.as_config(self.mapping_from_args(node.args, node, env))
+            return self.as_config(self.mapping_from_args(node.args, node, env, positional=True))
         if isinstance(func, Function):
             returns = self.run_function(func.node, self.def_envs.get(id(func.node), env))
             if not returns:
@@ -585,9 +585,12 @@ class ModelBuilder:
         return Mapping(entries, maps[0].node, all(m.complete for m in maps))
 
     def mapping_from_args(
-        self, args: Sequence[cst.Arg], node: cst.CSTNode, env: Env
+        self, args: Sequence[cst.Arg], node: cst.CSTNode, env: Env, positional: bool = False
     ) -> Mapping:
-        """The keywords a call receives, ``**splats`` merged in order."""
+        """The keywords a call receives, ``**splats`` merged in order.
+
+        ``positional``: positional arguments are mappings too (``dict(m, k=v)``, ``d.update(m)``).
+        """
         entries: dict[str, Entry] = {}
         complete = True
         for arg in args:
@@ -600,18 +603,14 @@ class ModelBuilder:
                 else:
                     entries.update(inner.entries)
                     complete = complete and inner.complete
-            elif arg.star == "" and isinstance(node, cst.Call) and _is_dict_call(node):
-                inner = self.as_mapping(self.eval(arg.value, env))  # dict(other, k=v)
+            elif arg.star == "" and positional:
+                inner = self.as_mapping(self.eval(arg.value, env))
                 if inner is None:
                     complete = False
                 else:
                     entries.update(inner.entries)
                     complete = complete and inner.complete
         return Mapping(entries, node, complete)
-
-
-def _is_dict_call(node: cst.Call) -> bool:
-    return isinstance(node.func, cst.Name) and node.func.value == "dict"
 
 
 def _dotted(node: cst.BaseExpression) -> str:

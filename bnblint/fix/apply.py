@@ -154,7 +154,9 @@ def text_edit(before: str, after: str, index: LineIndex) -> TextEdit | None:
     return TextEdit(after[start:end_a], index.location(start), index.location(end_b))
 
 
-def edits_for(module: cst.Module, operations: Sequence[Operation], index: LineIndex) -> list[TextEdit]:
+def edits_for(
+    module: cst.Module, operations: Sequence[Operation], index: LineIndex
+) -> list[TextEdit]:
     """One text edit per operation, each computed on the original text."""
     edits = []
     for op in operations:

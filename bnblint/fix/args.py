@@ -77,13 +77,17 @@ def append_keyword(call: cst.Call, name: str, value: cst.BaseExpression) -> cst.
     return call.with_changes(args=[*args, new])
 
 
-def append_dict_entry(node: cst.Dict, key: cst.BaseExpression, value: cst.BaseExpression) -> cst.Dict:
+def append_dict_entry(
+    node: cst.Dict, key: cst.BaseExpression, value: cst.BaseExpression
+) -> cst.Dict:
     new = cst.DictElement(key=key, value=value)
     elements = list(node.elements)
     if not elements:
         return node.with_changes(elements=[new])
     last = elements[-1]
-    sep = _separator(elements[-2].comma if len(elements) > 1 else None, node.lbrace.whitespace_after)
+    sep = _separator(
+        elements[-2].comma if len(elements) > 1 else None, node.lbrace.whitespace_after
+    )
     closing = node.rbrace.whitespace_before
     if isinstance(last.comma, cst.Comma):
         new = new.with_changes(comma=last.comma)

@@ -29,7 +29,9 @@ def render(report: Report, out: TextIO) -> None:
         cell = f"cell {f.cell}:" if f.cell is not None else ""
         code = _style(f.code, "1;31", color)
         marker = fix_marker(f, report.unsafe_fixes)
-        out.write(f"{where}:{cell}{f.location.row}:{f.location.column}: {code} {marker}{f.message}\n")
+        out.write(
+            f"{where}:{cell}{f.location.row}:{f.location.column}: {code} {marker}{f.message}\n"
+        )
     if report.show_fixes or report.fix:
         _fixed_summary(report, out)
     _summary(report, findings, out)

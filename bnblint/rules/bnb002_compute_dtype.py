@@ -106,7 +106,9 @@ bf16, prefill of an 8x512 batch (`../shared/evidence/README.md`):
                 f"4-bit config without `{OPTION}`{when}: matmuls run in float32, "
                 "several times slower (8.6x on an H100), with no warning"
             )
-            yield Diagnostic(self.code, message, config.node, sites[0], self.fix(config, sites, model, context))
+            yield Diagnostic(
+                self.code, message, config.node, sites[0], self.fix(config, sites, model, context)
+            )
 
     def fix(
         self, config: BnbConfig, sites: list[LoadSite], model: ModuleModel, context: RuleContext

@@ -1,0 +1,80 @@
+"""Fixture cases: ``fixtures/<CODE>/<name>.py`` with ``<name>.diagnostics`` (expected report
+lines, empty or absent for silent cases) and ``<name>.fixed.py`` (expected ``--fix
+--unsafe-fixes`` output; absent means the fix must change nothing).
+
+Run ``python tests/fixture_cases.py --update`` to rewrite the expectations after a deliberate
+change, then review the diff: the expectations are the specification.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bnblint.pipeline import FileResult, lint_text  # noqa: E402
+from bnblint.settings import Settings  # noqa: E402
+from bnblint.source import read_source  # noqa: E402
+
+FIXTURES = ROOT / "fixtures"
+SETTINGS = Settings(root=FIXTURES)
+
+
+def cases() -> list[Path]:
+    return sorted(p for p in FIXTURES.rglob("*.py") if not p.name.endswith(".fixed.py"))
+
+
+def case_id(path: Path) -> str:
+    return path.relative_to(FIXTURES).as_posix()
+
+
+def diagnostics_path(path: Path) -> Path:
+    return path.with_suffix(".diagnostics")
+
+
+def fixed_path(path: Path) -> Path:
+    return path.with_name(path.stem + ".fixed.py")
+
+
+def report_lines(result: FileResult) -> list[str]:
+    lines = [
+        f"{f.location.row}:{f.location.column}: {f.code} "
+        f"{'[' + f.applicability.value + '] ' if f.applicability else ''}{f.message}"
+        for f in result.findings
+    ]
+    if result.error:
+        lines.append(result.error)
+    return lines
+
+
+def run(path: Path) -> tuple[list[str], str, str]:
+    """(report lines, original text, text after --fix --unsafe-fixes)."""
+    source = read_source(path)
+    name = case_id(path)
+    report = lint_text(source.text, name, SETTINGS)
+    fixed = lint_text(source.text, name, SETTINGS, fix=True, unsafe_fixes=True)
+    return report_lines(report), source.text, fixed.fixed_text or source.text
+
+
+def update() -> None:
+    for path in cases():
+        lines, text, fixed = run(path)
+        diag = diagnostics_path(path)
+        if lines or diag.exists():
+            diag.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        target = fixed_path(path)
+        if fixed != text:
+            encoding = read_source(path).encoding
+            target.write_bytes(fixed.encode(encoding))
+        elif target.exists():
+            target.unlink()
+
+
+if __name__ == "__main__":
+    if "--update" in sys.argv:
+        update()
+    else:
+        for case in cases():
+            print(case_id(case), *run(case)[0], sep="\n  ")
