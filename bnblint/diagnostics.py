@@ -50,7 +50,55 @@ class AddImport:
     module: str
 
 
-Operation = Union[AddKeyword, AddDictEntry, AddImport]
+@dataclass(frozen=True)
+class AddImportFrom:
+    """Add ``from module import name`` unless ``name`` is already bound at module level."""
+
+    module: str
+    name: str
+
+
+@dataclass(frozen=True)
+class RemoveKeyword:
+    """Remove the keyword argument ``name`` from a call."""
+
+    call: cst.Call
+    name: str
+
+
+@dataclass(frozen=True)
+class RemoveDictEntry:
+    """Remove the entry with the string key ``key`` from a dict literal."""
+
+    dict: cst.Dict
+    key: str
+
+
+@dataclass(frozen=True)
+class ReplaceNode:
+    """Replace an expression, argument, dict element or small statement by new source."""
+
+    node: cst.CSTNode
+    code: str
+
+
+@dataclass(frozen=True)
+class RemoveStatement:
+    """Remove a small statement (its whole line when it stands alone)."""
+
+    statement: cst.CSTNode
+
+
+Operation = Union[
+    AddKeyword,
+    AddDictEntry,
+    AddImport,
+    AddImportFrom,
+    RemoveKeyword,
+    RemoveDictEntry,
+    ReplaceNode,
+    RemoveStatement,
+]
 
 
 @dataclass(frozen=True)

@@ -207,11 +207,11 @@ class ModelBuilder:
     def statement(self, stmt: cst.CSTNode, env: Env) -> None:
         if isinstance(stmt, cst.SimpleStatementLine):
             for small in stmt.body:
-                self.scan(small, env)
+                self.scan(small, env, small)
                 self.small(small, env)
         elif isinstance(stmt, cst.SimpleStatementSuite):
             for small in stmt.body:
-                self.scan(small, env)
+                self.scan(small, env, small)
                 self.small(small, env)
         elif isinstance(stmt, cst.If):
             self.scan(stmt.test, env)
@@ -411,7 +411,7 @@ class ModelBuilder:
 
     # -- calls inside a statement ---------------------------------------------------------
 
-    def scan(self, node: cst.CSTNode, env: Env) -> None:
+    def scan(self, node: cst.CSTNode, env: Env, statement: cst.CSTNode | None = None) -> None:
         """Record load sites and model method calls in one statement, in evaluation order."""
         finder = _CallFinder()
         node.visit(finder)
@@ -427,9 +427,33 @@ class ModelBuilder:
             elif isinstance(call.func, cst.Attribute):
                 receiver = self.eval(call.func.value, env)
                 if isinstance(receiver, LoadResult):
-                    site_ = receiver.site
-                    assert isinstance(site_, LoadSite)
-                    self.uses.append(ModelUse(site_, call.func.attr.value, call))
+                    self.uses.append(self.model_use(receiver, call, env, statement))
+
+    def model_use(
+        self, receiver: LoadResult, call: cst.Call, env: Env, statement: cst.CSTNode | None
+    ) -> ModelUse:
+        site = receiver.site
+        assert isinstance(site, LoadSite) and isinstance(call.func, cst.Attribute)
+        args = tuple(self.eval(a.value, env) for a in call.args if a.keyword is None and not a.star)
+        whole = isinstance(statement, cst.Expr) and statement.value is call
+        assigned = None
+        if (
+            isinstance(statement, cst.Assign)
+            and statement.value is call
+            and len(statement.targets) == 1
+            and isinstance(statement.targets[0].target, cst.Name)
+        ):
+            assigned = statement.targets[0].target.value
+        return ModelUse(
+            site,
+            call.func.attr.value,
+            call,
+            args,
+            self.mapping_from_args([a for a in call.args if a.keyword is not None], call, env),
+            statement,
+            whole,
+            assigned,
+        )
 
     def load_site(self, call: cst.Call, env: Env) -> LoadSite | None:
         func = call.func

@@ -130,11 +130,16 @@ def _is_unknown(value: Value) -> bool:
 
 @dataclass(frozen=True)
 class ModelUse:
-    """A method call on the result of a load (``model.half()``)."""
+    """A method call on the result of a load (``model.half()``, ``model.to(torch.float16)``)."""
 
     site: LoadSite
     method: str
     call: cst.Call
+    args: tuple[Value, ...]  # positional arguments, evaluated
+    kwargs: Mapping  # keyword arguments, evaluated
+    statement: cst.CSTNode | None  # the small statement holding the call, if it is one
+    whole_statement: bool = False  # the statement is just this call (``model.half()``)
+    assigned_to: str | None = None  # ``name = <this call>``
 
 
 @dataclass

@@ -6,8 +6,20 @@ from collections.abc import Iterable, Sequence
 
 import libcst as cst
 
-from bnblint.diagnostics import AddDictEntry, AddImport, AddKeyword, Location, Operation, TextEdit
-from bnblint.fix.args import append_dict_entry, append_keyword
+from bnblint.diagnostics import (
+    AddDictEntry,
+    AddImport,
+    AddImportFrom,
+    AddKeyword,
+    Location,
+    Operation,
+    RemoveDictEntry,
+    RemoveKeyword,
+    RemoveStatement,
+    ReplaceNode,
+    TextEdit,
+)
+from bnblint.fix.args import append_dict_entry, append_keyword, remove_dict_entry, remove_keyword
 
 
 class _Applier(cst.CSTTransformer):
@@ -16,6 +28,11 @@ class _Applier(cst.CSTTransformer):
         self.keywords: dict[int, dict[str, str]] = {}
         self.entries: dict[int, dict[str, str]] = {}
         self.imports: list[str] = []
+        self.from_imports: list[tuple[str, str]] = []
+        self.removed_keywords: dict[int, list[str]] = {}
+        self.removed_entries: dict[int, list[str]] = {}
+        self.replacements: dict[int, str] = {}
+        self.removed_statements: set[int] = set()
         for op in operations:
             if isinstance(op, AddKeyword):
                 # setdefault: two fixes adding the same keyword to one call apply once.
@@ -24,8 +41,31 @@ class _Applier(cst.CSTTransformer):
                 self.entries.setdefault(id(op.dict), {}).setdefault(op.key, op.value)
             elif isinstance(op, AddImport) and op.module not in self.imports:
                 self.imports.append(op.module)
+            elif isinstance(op, AddImportFrom):
+                if (op.module, op.name) not in self.from_imports:
+                    self.from_imports.append((op.module, op.name))
+            elif isinstance(op, RemoveKeyword):
+                self.removed_keywords.setdefault(id(op.call), []).append(op.name)
+            elif isinstance(op, RemoveDictEntry):
+                self.removed_entries.setdefault(id(op.dict), []).append(op.key)
+            elif isinstance(op, ReplaceNode):
+                self.replacements.setdefault(id(op.node), op.code)
+            elif isinstance(op, RemoveStatement):
+                self.removed_statements.add(id(op.statement))
+
+    def on_leave(
+        self, original_node: cst.CSTNode, updated_node: cst.CSTNode
+    ) -> cst.CSTNode | cst.RemovalSentinel:
+        code = self.replacements.get(id(original_node))
+        if code is not None:
+            return _parse_like(original_node, code)
+        if id(original_node) in self.removed_statements:
+            return cst.RemoveFromParent()
+        return super().on_leave(original_node, updated_node)  # type: ignore[return-value]
 
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.Call:
+        for name in self.removed_keywords.get(id(original_node), []):
+            updated_node = remove_keyword(updated_node, name)
         for name, value in self.keywords.get(id(original_node), {}).items():
             if any(a.keyword is not None and a.keyword.value == name for a in updated_node.args):
                 continue
@@ -33,18 +73,28 @@ class _Applier(cst.CSTTransformer):
         return updated_node
 
     def leave_Dict(self, original_node: cst.Dict, updated_node: cst.Dict) -> cst.Dict:
+        for key in self.removed_entries.get(id(original_node), []):
+            updated_node = remove_dict_entry(updated_node, key)
         for key, value in self.entries.get(id(original_node), {}).items():
             key_node = cst.SimpleString(repr(key).replace("'", '"'))
             updated_node = append_dict_entry(updated_node, key_node, cst.parse_expression(value))
         return updated_node
 
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
-        missing = [m for m in self.imports if not _imports_module(updated_node, m)]
+        missing = [f"import {m}" for m in self.imports if not _imports_module(updated_node, m)]
+        for m, n in self.from_imports:
+            if _binds_name(updated_node, n):
+                continue
+            merged = _add_to_from_import(updated_node, m, n)
+            if merged is None:
+                missing.append(f"from {m} import {n}")
+            else:
+                updated_node = merged
         if not missing:
             return updated_node
         body = list(updated_node.body)
         index = _import_position(body)
-        new = [cst.parse_statement(f"import {m}\n") for m in missing]
+        new = [cst.parse_statement(f"{m}\n") for m in missing]
         if index < len(body) and _is_import(body[index]):
             # The first import's leading comment introduces the block: keep it above the block.
             first = body[index]
@@ -52,6 +102,83 @@ class _Applier(cst.CSTTransformer):
             body[index] = first.with_changes(leading_lines=[])
         body[index:index] = new
         return updated_node.with_changes(body=body)
+
+
+def _parse_like(original: cst.CSTNode, code: str) -> cst.CSTNode:
+    """Parse ``code`` as the same kind of node as ``original``, keeping its outer whitespace."""
+    if isinstance(original, cst.Arg):
+        call = cst.parse_expression(f"f({code})")
+        assert isinstance(call, cst.Call)
+        return call.args[0].with_changes(
+            comma=original.comma, whitespace_after_arg=original.whitespace_after_arg
+        )
+    if isinstance(original, cst.DictElement):
+        d = cst.parse_expression(f"{{{code}}}")
+        assert isinstance(d, cst.Dict)
+        return d.elements[0].with_changes(comma=original.comma)
+    if isinstance(original, cst.BaseExpression):
+        return cst.parse_expression(code).with_changes(lpar=original.lpar, rpar=original.rpar)
+    if isinstance(original, cst.BaseSmallStatement):
+        line = cst.parse_statement(f"{code}\n")
+        assert isinstance(line, cst.SimpleStatementLine)
+        return line.body[0].with_changes(semicolon=original.semicolon)
+    raise TypeError(f"cannot replace a {type(original).__name__}")
+
+
+def _add_to_from_import(module: cst.Module, source: str, name: str) -> cst.Module | None:
+    """Append ``name`` to the first top-level ``from source import ...``, if there is one."""
+    body = list(module.body)
+    for i, stmt in enumerate(body):
+        if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
+            continue
+        small = stmt.body[0]
+        if (
+            isinstance(small, cst.ImportFrom)
+            and not small.relative
+            and small.module is not None
+            and _dotted_name(small.module) == source
+            and not isinstance(small.names, cst.ImportStar)
+        ):
+            names = list(small.names)
+            last = names[-1]
+            alias = cst.ImportAlias(name=cst.Name(name))
+            if isinstance(last.comma, cst.Comma):  # parenthesized with a trailing comma
+                if len(names) > 1 and isinstance(names[-2].comma, cst.Comma):
+                    sep = names[-2].comma.whitespace_after
+                elif small.lpar is not None:
+                    sep = small.lpar.whitespace_after
+                else:
+                    sep = cst.SimpleWhitespace(" ")
+                alias = alias.with_changes(comma=last.comma)
+                names[-1] = last.with_changes(comma=last.comma.with_changes(whitespace_after=sep))
+            else:
+                space = cst.SimpleWhitespace(" ")
+                names[-1] = last.with_changes(comma=cst.Comma(whitespace_after=space))
+            names.append(alias)
+            body[i] = stmt.with_changes(body=[small.with_changes(names=names)])
+            return module.with_changes(body=body)
+    return None
+
+
+def _dotted_name(node: cst.BaseExpression) -> str:
+    if isinstance(node, cst.Attribute):
+        return f"{_dotted_name(node.value)}.{node.attr.value}"
+    return node.value if isinstance(node, cst.Name) else ""
+
+
+def _binds_name(module: cst.Module, name: str) -> bool:
+    """Whether a top-level import binds ``name``."""
+    for stmt in module.body:
+        if isinstance(stmt, cst.SimpleStatementLine):
+            for small in stmt.body:
+                if isinstance(small, cst.ImportFrom) and not isinstance(
+                    small.names, cst.ImportStar
+                ):
+                    for alias in small.names:
+                        bound = alias.asname.name if alias.asname else alias.name
+                        if isinstance(bound, cst.Name) and bound.value == name:
+                            return True
+    return False
 
 
 def _is_import(stmt: cst.CSTNode) -> bool:

@@ -100,3 +100,43 @@ def append_dict_entry(
         elements=[*elements, new],
         rbrace=node.rbrace.with_changes(whitespace_before=_strip_comment(closing)),
     )
+
+
+def remove_keyword(call: cst.Call, name: str) -> cst.Call:
+    """Drop ``name=...``; the closing whitespace and trailing-comma style stay as written."""
+    args = list(call.args)
+    index = next(
+        (i for i, a in enumerate(args) if a.keyword is not None and a.keyword.value == name), None
+    )
+    if index is None:
+        return call
+    removed = args.pop(index)
+    if args and index == len(args):  # removed the last: the new last takes its ending
+        last = args[-1]
+        if isinstance(removed.comma, cst.Comma):
+            args[-1] = last.with_changes(comma=removed.comma)
+        else:
+            args[-1] = last.with_changes(
+                comma=cst.MaybeSentinel.DEFAULT, whitespace_after_arg=removed.whitespace_after_arg
+            )
+    return call.with_changes(args=args)
+
+
+def remove_dict_entry(node: cst.Dict, key: str) -> cst.Dict:
+    elements = list(node.elements)
+    index = next(
+        (
+            i
+            for i, e in enumerate(elements)
+            if isinstance(e, cst.DictElement)
+            and isinstance(e.key, cst.SimpleString)
+            and e.key.evaluated_value == key
+        ),
+        None,
+    )
+    if index is None:
+        return node
+    removed = elements.pop(index)
+    if elements and index == len(elements):
+        elements[-1] = elements[-1].with_changes(comma=removed.comma)
+    return node.with_changes(elements=elements)

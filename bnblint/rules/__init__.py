@@ -1,12 +1,33 @@
-"""The rule registry. A new rule is one module here, added to ``ALL_RULES``."""
+"""The rule registry. A new rule is one module here named ``bnbNNN_<topic>.py`` holding one
+``Rule`` subclass; it is found by that name, so nothing else needs editing."""
 
 from __future__ import annotations
 
-from bnblint.rules.base import Rule, RuleContext
-from bnblint.rules.bnb001_device_map import MissingDeviceMap
-from bnblint.rules.bnb002_compute_dtype import MissingComputeDtype
+import importlib
+import pkgutil
 
-ALL_RULES: tuple[type[Rule], ...] = (MissingDeviceMap, MissingComputeDtype)
+from bnblint.rules.base import Rule, RuleContext
+
+
+def _discover() -> tuple[type[Rule], ...]:
+    found: list[type[Rule]] = []
+    for info in pkgutil.iter_modules(__path__):
+        if not info.name.startswith("bnb"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        found.extend(
+            obj
+            for obj in vars(module).values()
+            if isinstance(obj, type) and issubclass(obj, Rule) and obj.__module__ == module.__name__
+        )
+    codes = [r.code for r in found]
+    duplicates = {c for c in codes if codes.count(c) > 1}
+    if duplicates:
+        raise RuntimeError(f"duplicate rule codes: {sorted(duplicates)}")
+    return tuple(sorted(found, key=lambda r: r.code))
+
+
+ALL_RULES: tuple[type[Rule], ...] = _discover()
 RULES_BY_CODE: dict[str, type[Rule]] = {r.code: r for r in ALL_RULES}
 
 
