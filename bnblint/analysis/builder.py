@@ -168,7 +168,14 @@ class ModelBuilder:
         for name, value in module_env.vars.items():
             if qualname(value) == "torch" and (torch_alias is None or name == "torch"):
                 torch_alias = name
-        return ModuleModel(self.module, self.loads, self.uses, torch_alias, self.source)
+        configs = {id(c.node): c for c in self.configs.values() if not c.is_dict}
+        for site in self.loads:
+            for config in site.configs:
+                if config.is_dict:
+                    configs.setdefault(id(config.node), self.configs.get(id(config.node), config))
+        return ModuleModel(
+            self.module, self.loads, self.uses, torch_alias, self.source, list(configs.values())
+        )
 
     def run_function(self, node: cst.FunctionDef, parent: Env) -> list[Value]:
         fn = self.function(node)

@@ -94,6 +94,8 @@ class LoadSite:
     scope: cst.CSTNode  # the function (or module) the call is in
     quantization: Quantization | None = None
     quantization_state: State = State.ABSENT
+    # Every bitsandbytes config that may reach this load, even when its mode is unknown.
+    configs: list[BnbConfig] = field(default_factory=list)
 
     def field(self, *names: str) -> Field:
         """The first of ``names`` that the load receives (``dtype``/``torch_dtype``)."""
@@ -151,6 +153,9 @@ class ModuleModel:
     uses: list[ModelUse]
     torch_alias: str | None  # the module-level name bound to ``torch``, if any
     source: str
+    # Every transformers BitsAndBytesConfig(...) written in the module, and every dict that
+    # reaches a load as its quantization_config, as first written (before later mutations).
+    configs: list[BnbConfig] = field(default_factory=list)
 
     @cached_property
     def distributed(self) -> str | None:
@@ -177,6 +182,7 @@ def resolve_quantization(site: LoadSite) -> None:
         return
     options = flatten(qc.value)
     non_none = [v for v in options if not is_none(v)]
+    site.configs = [v for v in non_none if isinstance(v, BnbConfig)]
     if not non_none:
         return  # quantization_config=None
     if all(isinstance(v, OtherConfig) for v in non_none):
