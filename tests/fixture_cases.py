@@ -2,7 +2,7 @@
 lines, empty or absent for silent cases) and ``<name>.fixed.py`` (expected ``--fix
 --unsafe-fixes`` output; absent means the fix must change nothing).
 
-Run ``python tests/fixture_cases.py --update`` to rewrite the expectations after a deliberate
+Run ``python tests/fixture_cases.py --update [BNB003 ...]`` to rewrite the expectations after a deliberate
 change, then review the diff: the expectations are the specification.
 """
 
@@ -58,8 +58,10 @@ def run(path: Path) -> tuple[list[str], str, str]:
     return report_lines(report), source.text, fixed.fixed_text or source.text
 
 
-def update() -> None:
+def update(only: list[str]) -> None:
     for path in cases():
+        if only and path.parent.name not in only:
+            continue
         lines, text, fixed = run(path)
         diag = diagnostics_path(path)
         if lines or diag.exists():
@@ -74,7 +76,8 @@ def update() -> None:
 
 if __name__ == "__main__":
     if "--update" in sys.argv:
-        update()
+        # --update [DIR ...]: rewrite the expectations of these fixture folders (default: all)
+        update([a for a in sys.argv[1:] if a != "--update"])
     else:
         for case in cases():
             print(case_id(case), *run(case)[0], sep="\n  ")
