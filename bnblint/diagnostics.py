@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Union
 
-import libcst as cst
-
 if TYPE_CHECKING:
+    import libcst as cst
+
     from bnblint.analysis.model import LoadSite
 
 

@@ -17,6 +17,8 @@ from bnblint.settings import Settings
 from bnblint.source import SourceFile
 
 MAX_FIX_PASSES = 5  # one fix can enable another; stop long before anything could cycle
+# Everything the analysis model holds starts at a call of one of these (a load, or a config).
+CANDIDATE_CALLS = frozenset({"from_pretrained", "pipeline", "BitsAndBytesConfig"})
 
 
 @dataclass
@@ -36,6 +38,32 @@ def words_for(rules: Sequence[type[Rule]]) -> tuple[bytes, ...]:
 def may_matter(data: bytes, rules: Sequence[type[Rule]]) -> bool:
     """Byte prefilter: can any selected rule fire in a file with these bytes?"""
     return any(word in data for word in words_for(rules))
+
+
+def has_candidate_call(text: str) -> bool:
+    """Cheap second filter: does the module call a load or a config at all?
+
+    The stdlib parser is about 15x faster than LibCST's, and most files that mention a
+    bitsandbytes word only do so in docstrings, comments or definitions (measured on the
+    installed transformers package: 8 files pass the byte filter, 3 of them have a candidate
+    call). Unparsable text returns True so that LibCST reports the error.
+    """
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return True
+    names = set(CANDIDATE_CALLS)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            names.update(a.asname for a in node.names if a.asname and a.name in CANDIDATE_CALLS)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Attribute) and func.attr in names:
+                return True
+            if isinstance(func, ast.Name) and func.id in names:
+                return True
+    return False
 
 
 def fix_allowed(applicability: Applicability | None, unsafe_fixes: bool) -> bool:
@@ -125,6 +153,8 @@ def lint_text(
         rules = settings.rules_for(filename)
     result = FileResult(filename)
     if not rules or not any(w.decode() in text for w in words_for(rules)):
+        return result
+    if not has_candidate_call(text):
         return result
     import libcst as cst
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import libcst as cst
+
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
 from typing import Literal as L
-
-import libcst as cst
 
 from bnblint.analysis.context import distributed_reason
 from bnblint.analysis.values import (

@@ -6,10 +6,13 @@ Every evaluated expression becomes one of these. ``Unknown`` is explicit so that
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import libcst as cst
+
 from dataclasses import dataclass, field
 from typing import Union
-
-import libcst as cst
 
 # torch attribute names that are dtypes, mapped to their canonical name.
 TORCH_DTYPES: dict[str, str] = {

@@ -2,8 +2,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import libcst as cst
-
 from bnblint.analysis.model import LoadSite, ModuleModel, State
 from bnblint.analysis.values import BnbConfig
 from bnblint.diagnostics import (
@@ -127,6 +125,8 @@ bf16, prefill of an 8x512 batch (`../shared/evidence/README.md`):
         if len(choices) != 1:
             return None  # one config, loads of different dtypes: no single right value
         name = choices.pop()
+        import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
+
         ops: list[Operation] = []
         if config.is_dict:
             value = f'"{name}"'
