@@ -1,0 +1,173 @@
+"""The analysis model: which load sites exist and what is known about each."""
+
+from __future__ import annotations
+
+import libcst as cst
+import pytest
+
+from bnblint.analysis.builder import build_model
+from bnblint.analysis.model import LoadSite, ModuleModel, State
+
+HEAD = "import torch\nfrom transformers import AutoModelForCausalLM, BitsAndBytesConfig\n"
+
+
+def model_of(body: str) -> ModuleModel:
+    source = HEAD + body
+    return build_model(cst.parse_module(source), source)
+
+
+def only_site(body: str) -> LoadSite:
+    loads = model_of(body).loads
+    assert len(loads) == 1
+    return loads[0]
+
+
+def test_inline_config_is_known_4bit() -> None:
+    site = only_site(
+        "m = AutoModelForCausalLM.from_pretrained('x', quantization_config="
+        "BitsAndBytesConfig(load_in_4bit=True))\n"
+    )
+    assert site.quantization_state is State.KNOWN
+    assert site.quantization is not None and site.quantization.mode == "4bit"
+    assert site.device_map.state is State.ABSENT
+    assert site.dtype.state is State.ABSENT
+
+
+def test_binding_that_reaches_the_call_wins() -> None:
+    site = only_site(
+        "c = BitsAndBytesConfig(load_in_4bit=True)\n"
+        "m = AutoModelForCausalLM.from_pretrained('x', quantization_config=c)\n"
+        "c = BitsAndBytesConfig(load_in_8bit=True)\n"
+    )
+    assert site.quantization is not None and site.quantization.mode == "4bit"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "def f(cfg):\n    AutoModelForCausalLM.from_pretrained('x', quantization_config=cfg)\n",
+        "def f(**kw):\n    AutoModelForCausalLM.from_pretrained('x', **kw)\n",
+        "import sys\nc = BitsAndBytesConfig(load_in_4bit='4' in sys.argv)\n"
+        "AutoModelForCausalLM.from_pretrained('x', quantization_config=c)\n",
+        "for c in configs:\n    AutoModelForCausalLM.from_pretrained('x', quantization_config=c)\n",
+    ],
+)
+def test_unknown_quantization_stays_unknown(body: str) -> None:
+    site = only_site(body)
+    assert site.quantization_state is State.UNKNOWN
+    assert site.quantization is None
+
+
+def test_dtype_and_device_map_known_unknown_absent() -> None:
+    site = only_site(
+        "import os\n"
+        "m = AutoModelForCausalLM.from_pretrained('x', quantization_config=BitsAndBytesConfig("
+        "load_in_4bit=True), dtype=torch.bfloat16, device_map=os.environ['DM'])\n"
+    )
+    assert site.dtype.state is State.KNOWN and site.known_dtype is not None
+    assert site.known_dtype.name == "bfloat16"
+    assert site.device_map.state is State.UNKNOWN
+
+
+def test_unknown_splat_makes_absent_keys_unknown() -> None:
+    site = only_site(
+        "def f(extra):\n"
+        "    return AutoModelForCausalLM.from_pretrained('x', quantization_config="
+        "BitsAndBytesConfig(load_in_4bit=True), **extra)\n"
+    )
+    assert site.quantization_state is State.KNOWN
+    assert site.device_map.state is State.UNKNOWN
+    assert site.dtype.state is State.UNKNOWN
+
+
+def test_branches_join_into_conditional_quantization() -> None:
+    site = only_site(
+        "import sys\nkw = {}\nif sys.argv[1:]:\n"
+        "    kw['quantization_config'] = BitsAndBytesConfig(load_in_4bit=True)\n"
+        "AutoModelForCausalLM.from_pretrained('x', **kw)\n"
+    )
+    assert site.quantization is not None and site.quantization.conditional
+
+
+def test_different_configs_on_branches_are_unknown() -> None:
+    site = only_site(
+        "import sys\nif sys.argv[1:]:\n    c = BitsAndBytesConfig(load_in_4bit=True)\n"
+        "else:\n    c = BitsAndBytesConfig(load_in_8bit=True)\n"
+        "AutoModelForCausalLM.from_pretrained('x', quantization_config=c)\n"
+    )
+    assert site.quantization_state is State.UNKNOWN
+
+
+def test_helper_function_and_module_config_in_function() -> None:
+    model = model_of(
+        "CFG = BitsAndBytesConfig(load_in_8bit=True)\n"
+        "def make():\n    return BitsAndBytesConfig(load_in_4bit=True)\n"
+        "def a():\n    return AutoModelForCausalLM.from_pretrained('x', quantization_config=CFG)\n"
+        "def b():\n    return AutoModelForCausalLM.from_pretrained('x', quantization_config=make())\n"
+    )
+    modes = [s.quantization.mode for s in model.loads if s.quantization]
+    assert sorted(modes) == ["4bit", "8bit"]
+
+
+@pytest.mark.parametrize(
+    ("body", "receiver"),
+    [
+        (
+            "import transformers as tf\ntf.AutoModelForCausalLM.from_pretrained('x')\n",
+            "transformers.AutoModelForCausalLM",
+        ),
+        (
+            "from transformers import AutoModel as M\nM.from_pretrained('x').eval()\n",
+            "transformers.AutoModel",
+        ),
+        (
+            "cls = AutoModelForCausalLM\ncls.from_pretrained('x')\n",
+            "transformers.AutoModelForCausalLM",
+        ),
+    ],
+)
+def test_receivers_through_aliases(body: str, receiver: str) -> None:
+    assert only_site(body).receiver == receiver
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "from unsloth import FastLanguageModel\nFastLanguageModel.from_pretrained('x')\n",
+        "from transformers import AutoTokenizer\nAutoTokenizer.from_pretrained('x')\n",
+        "from diffusers import FluxPipeline\nFluxPipeline.from_pretrained('x')\n",
+        "from transformers import AutoConfig\nAutoConfig.from_pretrained('x')\n",
+    ],
+)
+def test_non_targets_are_not_load_sites(body: str) -> None:
+    assert model_of(body).loads == []
+
+
+def test_pipeline_merges_model_kwargs() -> None:
+    site = only_site(
+        "from transformers import pipeline\n"
+        "pipeline('text-generation', model='x', device_map='auto', model_kwargs={"
+        "'quantization_config': BitsAndBytesConfig(load_in_8bit=True), 'dtype': torch.float16})\n"
+    )
+    assert site.api == "pipeline"
+    assert site.quantization is not None and site.quantization.mode == "8bit"
+    assert site.device_map.state is State.KNOWN
+    assert site.known_dtype is not None and site.known_dtype.name == "float16"
+
+
+def test_model_uses_and_torch_alias() -> None:
+    model = model_of(
+        "m = AutoModelForCausalLM.from_pretrained('x', quantization_config="
+        "BitsAndBytesConfig(load_in_4bit=True))\nm.half()\nm = m.to(torch.float16)\n"
+    )
+    assert [(u.method, u.whole_statement, u.assigned_to) for u in model.uses] == [
+        ("half", True, None),
+        ("to", False, "m"),
+    ]
+    assert model.torch_alias == "torch"
+
+
+def test_distributed_context_ignores_comments() -> None:
+    assert model_of("# we used to use Trainer here\n").distributed is None
+    assert model_of("import os\nr = os.environ['LOCAL_RANK']\n").distributed is not None
+    assert model_of("import torch.distributed as dist\n").distributed is not None
