@@ -9,12 +9,16 @@ from __future__ import annotations
 import ast
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bnblint.diagnostics import Applicability, Diagnostic, Finding, Location, Operation
 from bnblint.noqa import noqa_lines, suppressed
 from bnblint.rules import Rule
 from bnblint.settings import Settings
 from bnblint.source import SourceFile
+
+if TYPE_CHECKING:
+    from bnblint.documents import Document
 
 MAX_FIX_PASSES = 5  # one fix can enable another; stop long before anything could cycle
 # Everything the analysis model holds starts at a call of one of these (a load, or a config).
@@ -40,6 +44,14 @@ def may_matter(data: bytes, rules: Sequence[type[Rule]]) -> bool:
     return any(word in data for word in words_for(rules))
 
 
+def parse_ast(text: str) -> ast.Module:
+    """The stdlib AST; top-level ``await`` is allowed, as notebooks use it."""
+    flags = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    tree = compile(text, "<bnblint>", "exec", flags=flags, dont_inherit=True)
+    assert isinstance(tree, ast.Module)
+    return tree
+
+
 def has_candidate_call(text: str) -> bool:
     """Cheap second filter: does the module call a load or a config at all?
 
@@ -49,7 +61,7 @@ def has_candidate_call(text: str) -> bool:
     call). Unparsable text returns True so that LibCST reports the error.
     """
     try:
-        tree = ast.parse(text)
+        tree = parse_ast(text)
     except (SyntaxError, ValueError):
         return True
     names = set(CANDIDATE_CALLS)
@@ -186,7 +198,7 @@ def lint_text(
         if new_text == text:
             break
         try:
-            ast.parse(new_text)
+            parse_ast(new_text)
             new_module = cst.parse_module(new_text)
         except (SyntaxError, ValueError, cst.ParserSyntaxError):
             break  # a fix must never make the file unparsable: keep what we have
@@ -199,4 +211,44 @@ def lint_text(
         remaining = {(f.code, f.message) for f in findings}
         result.fixed = [f for f in first if (f.code, f.message) not in remaining]
     result.findings = findings
+    return result
+
+
+def lint_document(
+    document: Document,
+    filename: str,
+    settings: Settings,
+    *,
+    fix: bool = False,
+    unsafe_fixes: bool = False,
+    want_edits: bool = False,
+    rules: Sequence[type[Rule]] | None = None,
+) -> FileResult:
+    """Lint a notebook or text document: its program goes through ``lint_text``, positions
+    are mapped back to cells or file lines, and a fixed program is written back into them."""
+    from bnblint.documents import DocumentError
+
+    program = document.program
+    result = lint_text(
+        program,
+        filename,
+        settings,
+        fix=fix,
+        unsafe_fixes=unsafe_fixes,
+        want_edits=want_edits,
+        rules=rules,
+    )
+    final, final_program = document, program
+    if result.fixed_text is not None:
+        try:
+            new_text = document.rebuild(result.fixed_text)
+            final = type(document).from_text(new_text)
+        except DocumentError as exc:
+            return FileResult(filename, error=f"cannot fix: {exc}")
+        result.fixed = [document.map_finding(f, program) for f in result.fixed]
+        result.fixed_text = new_text
+        final_program = final.program
+    result.findings = sorted(
+        (final.map_finding(f, final_program) for f in result.findings), key=Finding.sort_key
+    )
     return result

@@ -203,23 +203,26 @@ def _is_docstring_or_future(stmt: cst.CSTNode) -> bool:
 
 
 def _import_position(body: Sequence[cst.CSTNode]) -> int:
-    """Where ``import torch`` goes: before the transformers import of the leading import block
-    (isort order puts ``import torch`` there), else after that block, else after the docstring
-    and ``__future__`` imports."""
+    """Where ``import torch`` goes: before the first top-level transformers import (isort order
+    puts ``import torch`` there, and in a notebook that is the imports cell, not a ``%pip``
+    cell), else after the leading import block, else after the docstring and ``__future__``."""
+    for i, stmt in enumerate(body):
+        if _is_import(stmt) and _imports_root(stmt, "transformers"):
+            return i
     index = 0
     while index < len(body) and _is_docstring_or_future(body[index]):
         index += 1
-    end = index
-    while end < len(body) and _is_import(body[end]):
-        if _imports_root(body[end], "transformers"):
-            return end
-        end += 1
-    return end
+    while index < len(body) and _is_import(body[index]):
+        index += 1
+    return index
 
 
 def _imports_root(stmt: cst.CSTNode, root: str) -> bool:
     assert isinstance(stmt, cst.SimpleStatementLine)
     for small in stmt.body:
+        if isinstance(small, cst.Import):
+            if any(_dotted_name(a.name).split(".")[0] == root for a in small.names):
+                return True
         if isinstance(small, cst.ImportFrom) and small.module is not None:
             node: cst.BaseExpression = small.module
             while isinstance(node, cst.Attribute):
