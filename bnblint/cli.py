@@ -6,11 +6,13 @@ import difflib
 import os
 import sys
 from pathlib import Path
+from typing import TextIO
 
 import click
+from click.core import ParameterSource
 
 from bnblint import __version__
-from bnblint.output import FORMAT_NAMES, Report, get_renderer
+from bnblint.output import FORMAT_NAMES, Renderer, Report, get_renderer, wants_edits
 from bnblint.pipeline import FileResult, lint_text
 from bnblint.rules import ALL_RULES, RULES_BY_CODE
 from bnblint.settings import (
@@ -21,7 +23,7 @@ from bnblint.settings import (
     parse_cli_codes,
     parse_compute_dtype,
 )
-from bnblint.source import SourceError, decode, write_source
+from bnblint.source import SourceError, SourceFile, decode, write_source
 
 
 class DefaultGroup(click.Group):
@@ -68,6 +70,8 @@ def _settings(config: str | None, paths: tuple[str, ...], stdin_filename: str | 
 )
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even if findings remain.")
 @click.option("--output-format", type=click.Choice(FORMAT_NAMES), default="text", show_default=True)
+@click.option("--statistics", is_flag=True, help="Count findings per rule instead of listing them.")
+@click.option("--add-noqa", is_flag=True, help="Add `# noqa` directives to the flagged lines.")
 @click.option("--stdin-filename", help="The name of the file read from stdin (`-`).")
 @click.option("--config", type=click.Path(), help="A pyproject.toml to read [tool.bnblint] from.")
 @click.option("--compute-dtype", help="Compute dtype BNB002 writes when the load has none.")
@@ -85,6 +89,8 @@ def check(
     extend_ignore: tuple[str, ...],
     exit_zero: bool,
     output_format: str,
+    statistics: bool,
+    add_noqa: bool,
     stdin_filename: str | None,
     config: str | None,
     compute_dtype: str | None,
@@ -112,18 +118,33 @@ def check(
         settings = settings.override(ignore=settings.ignore + less)
     if color is None:
         color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    want_edits = output_format == "json" or diff
+    want_edits = wants_edits(output_format) or diff
+    stdin = paths == ("-",) or (not paths and stdin_filename is not None)
+    if add_noqa:
+        if fix or diff or stdin:
+            _fail("--add-noqa cannot be used with --fix, --diff or stdin")
+        _add_noqa(settings, paths or (".",), jobs)
+    # In GitHub Actions the readable text stays in the log and annotations are added for the
+    # pull request view, unless the user chose a format.
+    annotate = (
+        os.environ.get("GITHUB_ACTIONS", "").lower() == "true"
+        and click.get_current_context().get_parameter_source("output_format")
+        is ParameterSource.DEFAULT
+    )
+    render = _renderer(output_format, statistics, annotate)
     report = Report(
         fix=fix and not diff, unsafe_fixes=unsafe_fixes, show_fixes=show_fixes, color=color
     )
-    if paths == ("-",) or (not paths and stdin_filename):
-        _check_stdin(settings, stdin_filename, fix, diff, unsafe_fixes, report, output_format)
+    if stdin:
+        _check_stdin(
+            settings, stdin_filename, fix, diff, unsafe_fixes, report, output_format, render
+        )
     else:
         _check_paths(settings, paths or (".",), fix, diff, unsafe_fixes, want_edits, jobs, report)
         if diff:
             changed = _print_diffs(report)
             sys.exit(1 if changed and not exit_zero else 0)
-        get_renderer(output_format)(report, sys.stdout)
+        render(report, sys.stdout)
     for result in report.errors:
         click.echo(f"{result.filename}: {result.error}", err=True)
     failed = bool(report.findings) or bool(report.errors)
@@ -150,6 +171,9 @@ def _check_paths(
         root=settings.root,
     )
     report.results.extend(FileResult(str(p), error=reason) for p, reason in errors)
+    # Notebooks are not supported yet, but the pre-commit hooks (types_or: python, jupyter)
+    # name them: skip them silently rather than fail to parse JSON as Python.
+    files = [p for p in files if p.suffix != ".ipynb"]
     results = lint_paths(
         files,
         settings,
@@ -198,10 +222,11 @@ def _check_stdin(
     unsafe_fixes: bool,
     report: Report,
     output_format: str,
+    render: Renderer,
 ) -> None:
     name = stdin_filename or "-"
     try:
-        text, _ = decode(sys.stdin.buffer.read())
+        text, encoding = decode(sys.stdin.buffer.read())
     except SourceError as exc:
         report.results.append(FileResult(name, error=str(exc)))
         return
@@ -211,8 +236,9 @@ def _check_stdin(
         settings,
         fix=fix or diff,
         unsafe_fixes=unsafe_fixes,
-        want_edits=output_format == "json",
+        want_edits=wants_edits(output_format),
     )
+    result.source = SourceFile(Path(name), text, encoding)  # for the formats that quote lines
     report.results.append(result)
     fixed = result.fixed_text if result.fixed_text is not None else text
     if diff:
@@ -227,9 +253,52 @@ def _check_stdin(
         return
     if fix:
         sys.stdout.write(fixed)  # the fixed source goes to stdout, the report to stderr
-        get_renderer(output_format)(report, sys.stderr)
+        render(report, sys.stderr)
         return
-    get_renderer(output_format)(report, sys.stdout)
+    render(report, sys.stdout)
+
+
+def _renderer(output_format: str, statistics: bool, annotate: bool) -> Renderer:
+    """The format's renderer, or the statistics table, then GitHub annotations if asked."""
+    base = get_renderer(output_format)
+    if statistics:
+        from bnblint.output.statistics import render_json, render_text
+
+        base = render_json if output_format in ("json", "json-lines") else render_text
+    if not annotate:
+        return base
+    github = get_renderer("github")
+
+    def render(report: Report, out: TextIO) -> None:
+        base(report, out)
+        github(report, out)
+
+    return render
+
+
+def _add_noqa(settings: Settings, paths: tuple[str, ...], jobs: int | None) -> None:
+    """Suppress every current finding with a ``# noqa`` directive on its line, then exit."""
+    from bnblint.noqa import add_noqa_directives
+
+    report = Report()
+    _check_paths(settings, paths, False, False, False, False, jobs, report)
+    added = 0
+    for result in report.results:
+        if not result.findings or result.source is None:
+            continue
+        text, n = add_noqa_directives(result.source.text, result.findings)
+        if not n:
+            continue
+        try:
+            write_source(result.source, text)
+        except OSError as exc:
+            result.error = f"cannot write: {exc.strerror or exc}"
+            continue
+        added += n
+    for result in report.errors:
+        click.echo(f"{result.filename}: {result.error}", err=True)
+    click.echo(f"Added {added} noqa directive{'s' if added != 1 else ''}.", err=True)
+    sys.exit(1 if report.errors else 0)
 
 
 @main.command()
@@ -248,6 +317,21 @@ def rule(code: str | None, show_all: bool) -> None:
     click.echo(f"# {r.summary} ({r.code}, {r.name})\n")
     click.echo(f"Level: {r.level.value}\n")
     click.echo(r.docs.strip("\n"))
+
+
+@main.command()
+def server() -> None:
+    """Run the language server over stdio (needs `pip install 'bnblint[lsp]'`)."""
+    # Imported here: pygls must cost nothing to the other commands.
+    try:
+        from bnblint.lsp import serve
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").partition(".")[0]
+        if missing not in ("pygls", "lsprotocol"):
+            raise
+        _fail(f"`bnblint server` needs {missing}: pip install 'bnblint[lsp]'")
+        return
+    serve()
 
 
 if __name__ == "__main__":  # pragma: no cover

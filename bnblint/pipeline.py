@@ -181,7 +181,7 @@ def lint_text(
         result.error = f"cannot parse: {type(exc).__name__}: {exc}"
         return result
     findings, kept = _resolve(
-        module, text, filename, _diagnose(module, text, rules, settings), want_edits and not fix
+        module, text, filename, _diagnose(module, text, rules, settings), want_edits
     )
     original = text
     first = findings

@@ -1,7 +1,8 @@
-"""Output formats. Each module renders a ``Report``; ``FORMATS`` maps names to renderers."""
+"""Output formats. Each module renders a ``Report``; ``get_renderer`` finds it by format name."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -30,12 +31,32 @@ class Report:
 Renderer = Callable[[Report, TextIO], None]
 
 
+# Format name -> module under bnblint.output, imported only when that format is used.
+_MODULES: dict[str, str] = {
+    "text": "text",
+    "concise": "concise",
+    "full": "full",
+    "grouped": "grouped",
+    "json": "json_format",
+    "json-lines": "json_lines",
+    "github": "github",
+    "sarif": "sarif",
+    "junit": "junit",
+    "gitlab": "gitlab",
+}
+FORMAT_NAMES = tuple(_MODULES)
+# Formats that show fixes as edits: the pipeline must compute them (it costs a little).
+EDIT_FORMATS = frozenset({"full", "json", "json-lines", "sarif"})
+
+
 def get_renderer(name: str) -> Renderer:
-    if name == "json":
-        from bnblint.output.json_format import render
-    else:
-        from bnblint.output.text import render
+    try:
+        module = _MODULES[name]
+    except KeyError:
+        raise ValueError(f"unknown output format `{name}`") from None
+    render: Renderer = importlib.import_module(f"{__name__}.{module}").render
     return render
 
 
-FORMAT_NAMES = ("text", "json")
+def wants_edits(name: str) -> bool:
+    return name in EDIT_FORMATS

@@ -21,17 +21,20 @@ def fix_marker(finding: Finding, unsafe_fixes: bool) -> str:
     return ""
 
 
+def finding_line(f: Finding, report: Report, *, filename: bool = True) -> str:
+    """One finding's line (without the path when ``filename`` is false)."""
+    cell = f"cell {f.cell}:" if f.cell is not None else ""
+    where = f"{cell}{f.location.row}:{f.location.column}"
+    if filename:
+        where = f"{_style(f.filename, '1', report.color)}:{where}"
+    code = _style(f.code, "1;31", report.color)
+    return f"{where}: {code} {fix_marker(f, report.unsafe_fixes)}{f.message}"
+
+
 def render(report: Report, out: TextIO) -> None:
-    color = report.color
     findings = report.findings
     for f in findings:
-        where = _style(f.filename, "1", color)
-        cell = f"cell {f.cell}:" if f.cell is not None else ""
-        code = _style(f.code, "1;31", color)
-        marker = fix_marker(f, report.unsafe_fixes)
-        out.write(
-            f"{where}:{cell}{f.location.row}:{f.location.column}: {code} {marker}{f.message}\n"
-        )
+        out.write(finding_line(f, report) + "\n")
     if report.show_fixes or report.fix:
         _fixed_summary(report, out)
     _summary(report, findings, out)

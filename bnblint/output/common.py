@@ -1,0 +1,87 @@
+"""Helpers the output formats share: paths as CI tools want them, source lines, edits."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from bnblint.diagnostics import Location, TextEdit
+from bnblint.pipeline import FileResult
+from bnblint.source import SourceError, read_source
+
+
+def relative_path(filename: str, base: Path | None = None) -> str:
+    """``filename`` relative to ``base`` (default: the working directory), with ``/``.
+
+    Paths outside ``base`` (and stdin's ``-``) are returned as given: CI tools then show them
+    as they are, which beats a ``../..`` chain they cannot map to the repository.
+    """
+    if filename == "-":
+        return filename
+    root = Path(os.path.abspath(base if base is not None else Path.cwd()))
+    path = Path(os.path.abspath(filename))
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return filename
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines with their ends, split on ``\\n`` only: the rows the pipeline's positions use."""
+    lines = text.split("\n")
+    out = [line + "\n" for line in lines[:-1]]
+    if lines[-1]:
+        out.append(lines[-1])
+    return out
+
+
+def strip_end(line: str) -> str:
+    return line.rstrip("\r\n")
+
+
+def result_text(result: FileResult) -> str | None:
+    """The text the result's positions refer to (the fixed text after ``--fix``)."""
+    if result.fixed_text is not None:
+        return result.fixed_text
+    if result.source is not None:
+        return result.source.text
+    if result.filename == "-" or result.error is not None:
+        return None
+    try:
+        return read_source(Path(result.filename)).text
+    except SourceError:
+        return None
+
+
+def lines_by_file(results: Iterable[FileResult]) -> dict[str, list[str]]:
+    """Filename -> source lines, for the results that have findings."""
+    found: dict[str, list[str]] = {}
+    for result in results:
+        if result.findings:
+            text = result_text(result)
+            if text is not None:
+                found[result.filename] = split_lines(text)
+    return found
+
+
+def line_starts(lines: list[str]) -> list[int]:
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+    return starts
+
+
+def apply_edits(text: str, edits: Iterable[TextEdit]) -> str:
+    """The text with the edits applied (edits must not overlap, as the pipeline makes them)."""
+    starts = line_starts(split_lines(text))
+
+    def offset(loc: Location) -> int:
+        return starts[loc.row - 1] + loc.column - 1
+
+    spans = sorted(
+        ((offset(e.location), offset(e.end_location), e.content) for e in edits), reverse=True
+    )
+    for start, end, content in spans:
+        text = text[:start] + content + text[end:]
+    return text
