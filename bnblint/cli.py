@@ -334,5 +334,31 @@ def server() -> None:
     serve()
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@click.option(
+    "--python",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Diagnose this interpreter's environment (default: the one running bnblint).",
+)
+@click.option("--config", type=click.Path(), help="A pyproject.toml to read [tool.bnblint] from.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=180,
+    show_default=True,
+    help="Seconds each probe process may run.",
+)
+@click.option("--color/--no-color", default=None, help="Colour (default: on a terminal).")
+def doctor(
+    as_json: bool, python: str | None, config: str | None, timeout: float, color: bool | None
+) -> None:
+    """Check that this environment can run bitsandbytes 4-bit loads (exit 1 if a check fails)."""
+    # Imported here: the doctor's probes must cost nothing to the other commands.
+    from bnblint.doctor.cli import run_doctor
+
+    sys.exit(run_doctor(as_json, python, Path(config) if config else None, timeout, color))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,68 @@
+"""The flake8 front end: ``flake8 --select BNB`` reports what ``bnblint check`` reports.
+
+Registered as the ``BNB`` entry point of ``flake8.extension``. Everything (prefilter, analysis,
+selection from ``[tool.bnblint]``, ``# noqa``) is the pipeline's; this module only maps
+findings to flake8's tuples. flake8 then applies its own ``--select``/``--ignore`` and
+``# noqa`` on top, which agree with bnblint's (same row, same codes), so nothing is reported
+twice and a comment honoured by one is honoured by both.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from bnblint import __version__
+from bnblint.pipeline import lint_text
+from bnblint.settings import Settings, find_config, load_settings
+
+# flake8 checks many files of a few directories in each worker process: look the nearest
+# pyproject.toml up once per directory, and read each one once.
+_BY_DIRECTORY: dict[str, Settings] = {}
+_BY_CONFIG: dict[Path, Settings] = {}
+
+
+def settings_for(filename: str) -> Settings:
+    """The settings ``bnblint check FILE`` would use (stdin: the current directory's)."""
+    directory = os.path.dirname(os.path.abspath(filename))
+    settings = _BY_DIRECTORY.get(directory)
+    if settings is None:
+        config = find_config(Path(directory))
+        if config is None:
+            settings = Settings()
+        else:
+            settings = _BY_CONFIG.get(config)
+            if settings is None:
+                # A bad [tool.bnblint] raises ConfigError: flake8 stops and names the plugin,
+                # as `bnblint check` stops with exit 2, rather than lint with other rules.
+                settings = _BY_CONFIG[config] = load_settings(config)
+        _BY_DIRECTORY[directory] = settings
+    return settings
+
+
+class Plugin:
+    """A flake8 AST plugin; flake8 requires the ``tree`` argument, bnblint parses ``lines``."""
+
+    name = "bnblint"
+    version = __version__
+
+    def __init__(self, tree: ast.AST, lines: Sequence[str], filename: str) -> None:
+        # `lines` rather than re-reading `filename`: it is what flake8 read (stdin included),
+        # already decoded with the file's PEP 263 encoding.
+        self.lines = lines
+        self.filename = filename
+
+    def run(self) -> Iterator[tuple[int, int, str, type[Plugin]]]:
+        text = "".join(self.lines)
+        # lint_text applies the byte prefilter before importing or running LibCST.
+        result = lint_text(text, self.filename, settings_for(self.filename))
+        for finding in result.findings:
+            # Finding columns are 1-based; flake8 adds 1 to what plugins yield.
+            yield (
+                finding.location.row,
+                finding.location.column - 1,
+                f"{finding.code} {finding.message}",
+                type(self),
+            )
