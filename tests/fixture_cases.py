@@ -2,8 +2,8 @@
 lines, empty or absent for silent cases) and ``<name>.fixed.py`` (expected ``--fix
 --unsafe-fixes`` output; absent means the fix must change nothing).
 
-Run ``python tests/fixture_cases.py --update [BNB003 ...]`` to rewrite the expectations after a deliberate
-change, then review the diff: the expectations are the specification.
+Run ``python tests/fixture_cases.py --update [BNB003 ...]`` to rewrite the expectations after a
+deliberate change, then review the diff: the expectations are the specification.
 """
 
 from __future__ import annotations

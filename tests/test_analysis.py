@@ -103,7 +103,8 @@ def test_helper_function_and_module_config_in_function() -> None:
         "CFG = BitsAndBytesConfig(load_in_8bit=True)\n"
         "def make():\n    return BitsAndBytesConfig(load_in_4bit=True)\n"
         "def a():\n    return AutoModelForCausalLM.from_pretrained('x', quantization_config=CFG)\n"
-        "def b():\n    return AutoModelForCausalLM.from_pretrained('x', quantization_config=make())\n"
+        "def b():\n"
+        "    return AutoModelForCausalLM.from_pretrained('x', quantization_config=make())\n"
     )
     modes = [s.quantization.mode for s in model.loads if s.quantization]
     assert sorted(modes) == ["4bit", "8bit"]
