@@ -13,7 +13,7 @@ from click.core import ParameterSource
 
 from bnblint import __version__
 from bnblint.output import FORMAT_NAMES, Renderer, Report, get_renderer, wants_edits
-from bnblint.pipeline import FileResult, lint_text
+from bnblint.pipeline import FileResult, lint_source
 from bnblint.rules import ALL_RULES, RULES_BY_CODE
 from bnblint.settings import (
     ConfigError,
@@ -77,6 +77,8 @@ def _settings(config: str | None, paths: tuple[str, ...], stdin_filename: str | 
 @click.option("--compute-dtype", help="Compute dtype BNB002 writes when the load has none.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), help="Worker processes.")
 @click.option("--color/--no-color", default=None, help="Colour (default: on a terminal).")
+@click.option("--no-notebooks", is_flag=True, help="Do not look for .ipynb files in directories.")
+@click.option("--docs", is_flag=True, help="Also lint Python code blocks in .md/.rst files.")
 def check(
     paths: tuple[str, ...],
     fix: bool,
@@ -96,6 +98,8 @@ def check(
     compute_dtype: str | None,
     jobs: int | None,
     color: bool | None,
+    no_notebooks: bool,
+    docs: bool,
 ) -> None:
     """Check PATHS (default: .) for bitsandbytes load mistakes."""
     try:
@@ -140,7 +144,18 @@ def check(
             settings, stdin_filename, fix, diff, unsafe_fixes, report, output_format, render
         )
     else:
-        _check_paths(settings, paths or (".",), fix, diff, unsafe_fixes, want_edits, jobs, report)
+        _check_paths(
+            settings,
+            paths or (".",),
+            not no_notebooks,
+            docs,
+            fix,
+            diff,
+            unsafe_fixes,
+            want_edits,
+            jobs,
+            report,
+        )
         if diff:
             changed = _print_diffs(report)
             sys.exit(1 if changed and not exit_zero else 0)
@@ -154,6 +169,8 @@ def check(
 def _check_paths(
     settings: Settings,
     paths: tuple[str, ...],
+    notebooks: bool,
+    docs: bool,
     fix: bool,
     diff: bool,
     unsafe_fixes: bool,
@@ -162,18 +179,19 @@ def _check_paths(
     report: Report,
 ) -> None:
     from bnblint.discovery import DEFAULT_EXCLUDES, discover
+    from bnblint.documents import DOCS_SUFFIXES, NOTEBOOK_SUFFIXES
     from bnblint.runner import lint_paths
 
+    suffixes = (".py", *(NOTEBOOK_SUFFIXES if notebooks else ()))
+    suffixes += DOCS_SUFFIXES if docs or settings.include_docs else ()
     files, errors = discover(
         paths,
         exclude=settings.exclude if settings.exclude is not None else DEFAULT_EXCLUDES,
         extend_exclude=settings.extend_exclude,
+        suffixes=suffixes,
         root=settings.root,
     )
     report.results.extend(FileResult(str(p), error=reason) for p, reason in errors)
-    # Notebooks are not supported yet, but the pre-commit hooks (types_or: python, jupyter)
-    # name them: skip them silently rather than fail to parse JSON as Python.
-    files = [p for p in files if p.suffix != ".ipynb"]
     results = lint_paths(
         files,
         settings,
@@ -230,7 +248,7 @@ def _check_stdin(
     except SourceError as exc:
         report.results.append(FileResult(name, error=str(exc)))
         return
-    result = lint_text(
+    result = lint_source(
         text,
         name,
         settings,
@@ -278,14 +296,17 @@ def _renderer(output_format: str, statistics: bool, annotate: bool) -> Renderer:
 
 def _add_noqa(settings: Settings, paths: tuple[str, ...], jobs: int | None) -> None:
     """Suppress every current finding with a ``# noqa`` directive on its line, then exit."""
+    from bnblint.documents import document_type
     from bnblint.noqa import add_noqa_directives
 
     report = Report()
-    _check_paths(settings, paths, False, False, False, False, jobs, report)
+    _check_paths(settings, paths, True, False, False, False, False, False, jobs, report)
     added = 0
     for result in report.results:
         if not result.findings or result.source is None:
             continue
+        if document_type(result.filename) is not None:
+            continue  # notebooks and docs: positions are per cell or block, not yet supported
         text, n = add_noqa_directives(result.source.text, result.findings)
         if not n:
             continue

@@ -214,6 +214,49 @@ def lint_text(
     return result
 
 
+def lint_source(
+    text: str,
+    filename: str,
+    settings: Settings,
+    *,
+    fix: bool = False,
+    unsafe_fixes: bool = False,
+    want_edits: bool = False,
+    rules: Sequence[type[Rule]] | None = None,
+) -> FileResult:
+    """Any supported file by its name: ``.py`` directly, notebooks and docs as documents."""
+    from bnblint.documents import DocumentError, document_type
+
+    kind = document_type(filename)
+    if kind is None:
+        return lint_text(
+            text,
+            filename,
+            settings,
+            fix=fix,
+            unsafe_fixes=unsafe_fixes,
+            want_edits=want_edits,
+            rules=rules,
+        )
+    if rules is None:
+        rules = settings.rules_for(filename)
+    if not rules or not any(w.decode() in text for w in words_for(rules)):
+        return FileResult(filename)
+    try:
+        document = kind.from_text(text)
+    except DocumentError as exc:
+        return FileResult(filename, error=f"cannot parse: {exc}")
+    return lint_document(
+        document,
+        filename,
+        settings,
+        fix=fix,
+        unsafe_fixes=unsafe_fixes,
+        want_edits=want_edits,
+        rules=rules,
+    )
+
+
 def lint_document(
     document: Document,
     filename: str,

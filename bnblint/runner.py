@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from bnblint.pipeline import FileResult, lint_text, may_matter
+from bnblint.pipeline import FileResult, lint_source, may_matter
 from bnblint.settings import Settings
 from bnblint.source import SourceError, read_bytes, read_source
 
@@ -23,7 +23,7 @@ def _lint_one(
         source = read_source(path, data)
     except SourceError as exc:
         return FileResult(str(path), error=str(exc))
-    result = lint_text(
+    result = lint_source(
         source.text, str(path), settings, fix=fix, unsafe_fixes=unsafe_fixes, want_edits=want_edits
     )
     result.source = source

@@ -17,7 +17,15 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 COMPUTE_DTYPES = ("float16", "bfloat16", "float32")
-KEYS = ("select", "ignore", "per-file-ignores", "exclude", "extend-exclude", "compute-dtype")
+KEYS = (
+    "select",
+    "ignore",
+    "per-file-ignores",
+    "exclude",
+    "extend-exclude",
+    "compute-dtype",
+    "include-docs",
+)
 
 
 class ConfigError(Exception):
@@ -32,6 +40,7 @@ class Settings:
     exclude: tuple[str, ...] | None = None  # None: the default excludes
     extend_exclude: tuple[str, ...] = ()
     compute_dtype: str = "float16"
+    include_docs: bool = False  # also lint Python blocks in Markdown / reST found in directories
     root: Path = field(default_factory=Path.cwd)
     source: Path | None = None  # the pyproject.toml read, if any
 
@@ -121,6 +130,10 @@ def parse_table(table: Any, path: Path) -> Settings:
             (glob, tuple(_codes(codes, f"{where}.per-file-ignores.{glob}")))
             for glob, codes in value.items()
         )
+    if "include-docs" in table:
+        if not isinstance(table["include-docs"], bool):
+            raise ConfigError(f"{where}.include-docs must be true or false")
+        changes["include_docs"] = table["include-docs"]
     if "compute-dtype" in table:
         changes["compute_dtype"] = parse_compute_dtype(
             table["compute-dtype"], f"{where}.compute-dtype"

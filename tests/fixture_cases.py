@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bnblint.pipeline import FileResult, lint_text  # noqa: E402
+from bnblint.pipeline import FileResult, lint_source  # noqa: E402
 from bnblint.settings import Settings  # noqa: E402
 from bnblint.source import read_source  # noqa: E402
 
@@ -22,8 +22,13 @@ FIXTURES = ROOT / "fixtures"
 SETTINGS = Settings(root=FIXTURES)
 
 
+SUFFIXES = (".py", ".ipynb", ".md", ".rst")
+
+
 def cases() -> list[Path]:
-    return sorted(p for p in FIXTURES.rglob("*.py") if not p.name.endswith(".fixed.py"))
+    return sorted(
+        p for p in FIXTURES.rglob("*") if p.suffix in SUFFIXES and ".fixed." not in p.name
+    )
 
 
 def case_id(path: Path) -> str:
@@ -35,12 +40,13 @@ def diagnostics_path(path: Path) -> Path:
 
 
 def fixed_path(path: Path) -> Path:
-    return path.with_name(path.stem + ".fixed.py")
+    return path.with_name(f"{path.stem}.fixed{path.suffix}")
 
 
 def report_lines(result: FileResult) -> list[str]:
     lines = [
-        f"{f.location.row}:{f.location.column}: {f.code} "
+        f"{'' if f.cell is None else f'cell {f.cell}:'}{f.location.row}:{f.location.column}: "
+        f"{f.code} "
         f"{'[' + f.applicability.value + '] ' if f.applicability else ''}{f.message}"
         for f in result.findings
     ]
@@ -53,8 +59,8 @@ def run(path: Path) -> tuple[list[str], str, str]:
     """(report lines, original text, text after --fix --unsafe-fixes)."""
     source = read_source(path)
     name = case_id(path)
-    report = lint_text(source.text, name, SETTINGS)
-    fixed = lint_text(source.text, name, SETTINGS, fix=True, unsafe_fixes=True)
+    report = lint_source(source.text, name, SETTINGS)
+    fixed = lint_source(source.text, name, SETTINGS, fix=True, unsafe_fixes=True)
     return report_lines(report), source.text, fixed.fixed_text or source.text
 
 

@@ -98,14 +98,17 @@ def test_manifest_is_valid_and_its_entries_are_real_options() -> None:
     assert [h["id"] for h in yaml.safe_load(MANIFEST.read_text())] == list(hooks)
 
 
-def test_named_notebooks_are_skipped_until_supported(tmp_path: Path) -> None:
+def test_named_notebooks_are_linted(tmp_path: Path) -> None:
+    # The hooks pass notebooks (types_or: jupyter): they are linted, cell by cell.
     (tmp_path / "nb.ipynb").write_text(NOTEBOOK)
     (tmp_path / "bad.py").write_text(BAD)
     alone = run_cli("check", "nb.ipynb", cwd=tmp_path)
-    assert (alone.returncode, alone.stderr) == (0, "")
+    assert alone.returncode == 0 and alone.stderr == ""  # a config reaching no load: silent
+    (tmp_path / "nb.ipynb").write_text(NOTEBOOK.replace("cfg = ", "m = X.from_pretrained('m', quantization_config=").replace('True)\\n"', 'True))\\n"'))
     both = run_cli("check", "--output-format", "json", "nb.ipynb", "bad.py", cwd=tmp_path)
     assert both.returncode == 1 and both.stderr == ""
-    assert {Path(f["filename"]).name for f in json.loads(both.stdout)} == {"bad.py"}
+    found = {(Path(f["filename"]).name, f["cell"]) for f in json.loads(both.stdout)}
+    assert ("nb.ipynb", 1) in found and ("bad.py", None) in found
 
 
 def test_no_files_exits_0(tmp_path: Path) -> None:

@@ -128,3 +128,25 @@ class Document(ABC):
                 line = self.masks[int(match.group(1))] + line[len(line.rstrip("\r\n")) :]
             out.append(line)
         return "".join(out)
+
+
+NOTEBOOK_SUFFIXES = (".ipynb",)
+DOCS_SUFFIXES = (".md", ".markdown", ".rst")
+
+
+def document_type(filename: str) -> type[Document] | None:
+    """The document class for a file name, or None for plain Python."""
+    name = filename.lower()
+    if name.endswith(NOTEBOOK_SUFFIXES):
+        from bnblint.documents.notebook import Notebook
+
+        return Notebook
+    if name.endswith((".md", ".markdown")):
+        from bnblint.documents.markdown import MarkdownDocument
+
+        return MarkdownDocument
+    if name.endswith(".rst"):
+        from bnblint.documents.markdown import RstDocument
+
+        return RstDocument
+    return None

@@ -76,6 +76,8 @@ class _Applier(cst.CSTTransformer):
         for key in self.removed_entries.get(id(original_node), []):
             updated_node = remove_dict_entry(updated_node, key)
         for key, value in self.entries.get(id(original_node), {}).items():
+            if key in _string_keys(updated_node):
+                continue  # another fix wrote it (a renamed key): as for keywords in leave_Call
             key_node = cst.SimpleString(repr(key).replace("'", '"'))
             updated_node = append_dict_entry(updated_node, key_node, cst.parse_expression(value))
         return updated_node
@@ -102,6 +104,17 @@ class _Applier(cst.CSTTransformer):
             body[index] = first.with_changes(leading_lines=[])
         body[index:index] = new
         return updated_node.with_changes(body=body)
+
+
+def _string_keys(node: cst.Dict) -> set[str]:
+    """The plain string keys of a dict literal."""
+    keys: set[str] = set()
+    for element in node.elements:
+        if isinstance(element, cst.DictElement) and isinstance(element.key, cst.SimpleString):
+            value = element.key.evaluated_value
+            if isinstance(value, str):
+                keys.add(value)
+    return keys
 
 
 def _parse_like(original: cst.CSTNode, code: str) -> cst.CSTNode:
@@ -254,8 +267,9 @@ class LineIndex:
     def __init__(self, text: str) -> None:
         self.text = text
         self.starts = [0]
+        # Lines end at \r\n, \r or \n, as for LibCST's positions and for editors.
         for i, ch in enumerate(text):
-            if ch == "\n":
+            if ch == "\n" or (ch == "\r" and text[i + 1 : i + 2] != "\n"):
                 self.starts.append(i + 1)
 
     def location(self, offset: int) -> Location:
