@@ -104,7 +104,8 @@ def test_named_notebooks_are_linted(tmp_path: Path) -> None:
     (tmp_path / "bad.py").write_text(BAD)
     alone = run_cli("check", "nb.ipynb", cwd=tmp_path)
     assert alone.returncode == 0 and alone.stderr == ""  # a config reaching no load: silent
-    (tmp_path / "nb.ipynb").write_text(NOTEBOOK.replace("cfg = ", "m = X.from_pretrained('m', quantization_config=").replace('True)\\n"', 'True))\\n"'))
+    loading = NOTEBOOK.replace("cfg = ", "m = X.from_pretrained('m', quantization_config=")
+    (tmp_path / "nb.ipynb").write_text(loading.replace('True)\\n"', 'True))\\n"'))
     both = run_cli("check", "--output-format", "json", "nb.ipynb", "bad.py", cwd=tmp_path)
     assert both.returncode == 1 and both.stderr == ""
     found = {(Path(f["filename"]).name, f["cell"]) for f in json.loads(both.stdout)}
