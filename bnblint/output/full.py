@@ -8,8 +8,7 @@ from typing import TextIO
 from bnblint.diagnostics import Applicability, Finding
 from bnblint.output import Report
 from bnblint.output.common import apply_edits, lines_by_file, split_lines, strip_end
-from bnblint.output.text import finding_line
-from bnblint.output.text import _fixed_summary, _summary
+from bnblint.output.text import _fixed_summary, _summary, finding_line
 
 CONTEXT = 1  # source lines shown around the span
 MAX_SPAN_LINES = 6  # longer spans show their first and last lines only

@@ -6,8 +6,7 @@ from itertools import groupby
 from typing import TextIO
 
 from bnblint.output import Report
-from bnblint.output.text import finding_line
-from bnblint.output.text import _fixed_summary, _summary
+from bnblint.output.text import _fixed_summary, _summary, finding_line
 
 
 def render(report: Report, out: TextIO) -> None:
