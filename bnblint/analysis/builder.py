@@ -149,6 +149,7 @@ class ModelBuilder:
         self.pending: list[tuple[cst.FunctionDef | cst.ClassDef, Env]] = []
         self.returns: list[list[Value]] = []
         self.scopes: list[Scope] = []
+        self.blocks: list[int] = []  # ids of the suites being walked (LoadSite.block)
 
     # -- driver ---------------------------------------------------------------------------
 
@@ -162,7 +163,9 @@ class ModelBuilder:
                 self.run_function(node, parent)
             else:
                 self.scopes.append(node)
+                self.blocks = [id(node)]
                 self.block(node.body.body, Env(parent))
+                self.blocks = []
                 self.scopes.pop()
         torch_alias = None
         for name, value in module_env.vars.items():
@@ -173,8 +176,15 @@ class ModelBuilder:
             for config in site.configs:
                 if config.is_dict:
                     configs.setdefault(id(config.node), self.configs.get(id(config.node), config))
+        module_names = {name: qualname(value) for name, value in module_env.vars.items()}
         return ModuleModel(
-            self.module, self.loads, self.uses, torch_alias, self.source, list(configs.values())
+            self.module,
+            self.loads,
+            self.uses,
+            torch_alias,
+            self.source,
+            list(configs.values()),
+            module_names,
         )
 
     def run_function(self, node: cst.FunctionDef, parent: Env) -> list[Value]:
@@ -191,8 +201,10 @@ class ModelBuilder:
                 env.vars[star.name.value] = Unknown(star, "a parameter")
         self.returns.append(fn.returns)
         self.scopes.append(node)
+        blocks, self.blocks = self.blocks, [id(node)]  # a call runs it from elsewhere
         body = node.body
         self.block(body.body if isinstance(body, cst.IndentedBlock) else [body], env)
+        self.blocks = blocks
         self.scopes.pop()
         self.returns.pop()
         self.running.discard(id(node))
@@ -286,10 +298,12 @@ class ModelBuilder:
             env.join(branches)
 
     def suite(self, body: cst.BaseSuite, env: Env) -> None:
+        self.blocks.append(id(body))
         if isinstance(body, cst.IndentedBlock):
             self.block(body.body, env)
         elif isinstance(body, cst.SimpleStatementSuite):
             self.statement(body, env)
+        self.blocks.pop()
 
     def small(self, stmt: cst.BaseSmallStatement, env: Env) -> None:
         if isinstance(stmt, cst.Assign):
@@ -428,6 +442,7 @@ class ModelBuilder:
                 continue
             site = self.load_site(call, env)
             if site is not None:
+                site.block = tuple(self.blocks)
                 self.sites[id(call)] = site
                 self.loads.append(site)
                 resolve_quantization(site)
@@ -460,6 +475,7 @@ class ModelBuilder:
             statement,
             whole,
             assigned,
+            tuple(self.blocks),
         )
 
     def load_site(self, call: cst.Call, env: Env) -> LoadSite | None:
@@ -478,6 +494,7 @@ class ModelBuilder:
         if qualname(self.eval(func, env)) in PIPELINE_NAMES:
             kwargs = self.mapping_from_args(call.args, call, env)
             model_kwargs = kwargs.entries.get("model_kwargs")
+            inner = None
             if model_kwargs is not None:
                 entries = {k: e for k, e in kwargs.entries.items() if k != "model_kwargs"}
                 inner = self.as_mapping(model_kwargs.value)
@@ -488,7 +505,9 @@ class ModelBuilder:
                     entries = {**inner.entries, **entries}
                     complete = complete and inner.complete
                 kwargs = Mapping(entries, call, complete)
-            return LoadSite(call, "pipeline", "transformers.pipeline", kwargs, self.scopes[-1])
+            site = LoadSite(call, "pipeline", "transformers.pipeline", kwargs, self.scopes[-1])
+            site.model_kwargs = inner
+            return site
         return None
 
     # -- expressions ----------------------------------------------------------------------
@@ -541,6 +560,9 @@ class ModelBuilder:
             config = self.configs.get(id(node))
             if config is None:
                 options = self.mapping_from_args(node.args, node, env)
+                if any(a.keyword is None and a.star == "" for a in node.args):
+                    # BitsAndBytesConfig(True): a positional load_in_8bit, not in ``options``.
+                    options = Mapping(options.entries, node, complete=False)
                 config = self.configs[id(node)] = BnbConfig(options, node)
             return config
         if name is not None and _other_quant_config(name):
@@ -572,7 +594,7 @@ class ModelBuilder:
                 continue
             key = self.eval(element.key, env)
             if isinstance(key, Literal) and isinstance(key.value, str):
-                entries[key.value] = Entry(self.eval(element.value, env), element)
+                entries[key.value] = Entry(self.eval(element.value, env), element, node)
             else:
                 complete = False
         return self.as_config(Mapping(entries, node, complete))
@@ -626,7 +648,7 @@ class ModelBuilder:
         complete = True
         for arg in args:
             if arg.keyword is not None:
-                entries[arg.keyword.value] = Entry(self.eval(arg.value, env), arg)
+                entries[arg.keyword.value] = Entry(self.eval(arg.value, env), arg, node)
             elif arg.star == "**":
                 inner = self.as_mapping(self.eval(arg.value, env))
                 if inner is None:

@@ -1,0 +1,228 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from bnblint.analysis.model import LoadSite, Mode, ModuleModel, config_mode
+from bnblint.analysis.values import BnbConfig
+from bnblint.diagnostics import (
+    AddKeyword,
+    Applicability,
+    Diagnostic,
+    Fix,
+    Level,
+    Operation,
+    RemoveDictEntry,
+    RemoveKeyword,
+)
+from bnblint.rules.base import Rule, RuleContext
+
+if TYPE_CHECKING:
+    import libcst as cst
+from bnblint.rules.bnb007_config_values import (
+    SAVED_CONFIG_KEYS,
+    check_value,
+    flag,
+    owned,
+    sites_of,
+    stands,
+    versions,
+)
+
+# Options that only the 4-bit layers read (integrations/bitsandbytes.py builds Linear4bit from
+# them, Linear8bitLt from the llm_int8_* ones). Not bnb_4bit_quant_storage: the Trainer's FSDP
+# setup reads it for any bitsandbytes model (transformers 4.57 trainer.py, 5.x
+# distributed/fsdp.py), so it is not dead in an 8-bit config.
+OPTIONS_4BIT_ONLY = ("bnb_4bit_compute_dtype", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant")
+# Options that only LLM.int8() reads. llm_int8_skip_modules and llm_int8_enable_fp32_cpu_offload
+# apply to 4-bit too (despite their names).
+OPTIONS_8BIT_ONLY = ("llm_int8_threshold", "llm_int8_has_fp16_weight")
+
+
+def dead_options(mode: Mode) -> tuple[str, ...]:
+    """The options that a config of this mode ignores."""
+    if mode == "8bit":
+        return OPTIONS_4BIT_ONLY
+    if mode == "4bit":
+        return OPTIONS_8BIT_ONLY
+    return ()
+
+
+def _pure(node: cst.CSTNode) -> bool:
+    """An expression that can be deleted without losing a side effect: names, attributes,
+    literals, and lists, tuples or conditionals of them (no call, no subscript, no operator)."""
+    import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
+
+    if isinstance(node, (cst.Name, cst.SimpleString, cst.Integer, cst.Float)):
+        return True
+    if isinstance(node, cst.Attribute):
+        return _pure(node.value)
+    if isinstance(node, cst.ConcatenatedString):
+        return _pure(node.left) and _pure(node.right)
+    if isinstance(node, cst.UnaryOperation):
+        return _pure(node.expression)
+    if isinstance(node, (cst.List, cst.Tuple)):
+        return all(isinstance(e, cst.Element) and _pure(e.value) for e in node.elements)
+    if isinstance(node, cst.IfExp):
+        return _pure(node.test) and _pure(node.body) and _pure(node.orelse)
+    return False
+
+
+class IneffectiveConfigOption(Rule):
+    code = "BNB009"
+    name = "ineffective-config-option"
+    summary = "bitsandbytes config option that does nothing for the chosen mode"
+    level = Level.WARNING
+    words = (b"BitsAndBytesConfig", b"load_in_4bit", b"load_in_8bit")
+    docs = """
+## What it does
+Finds options of a bitsandbytes config (a `BitsAndBytesConfig` or a dict config) that the
+chosen mode ignores: `bnb_4bit_compute_dtype`, `bnb_4bit_quant_type` and
+`bnb_4bit_use_double_quant` in an 8-bit config; `llm_int8_threshold` and
+`llm_int8_has_fp16_weight` in a 4-bit config. Also finds a `BitsAndBytesConfig` that reaches a
+load without `load_in_4bit=True` or `load_in_8bit=True`, which quantizes to 4-bit anyway. Only
+when the mode is statically known. `llm_int8_skip_modules` and `llm_int8_enable_fp32_cpu_offload`
+apply to 4-bit as well (despite their names), and `bnb_4bit_quant_storage` is read for 8-bit
+models by the Trainer's FSDP setup: they are not reported; nor is a config copied from a saved
+config.json (it holds `quant_method` and lists every option).
+
+## Why is this bad?
+A dead option reads as if it did something: a reader (or the author) believes that an 8-bit
+model computes in the `bnb_4bit_compute_dtype` given, or that a 4-bit model uses the
+`llm_int8_threshold` given, and no warning says otherwise. `BitsAndBytesConfig()` with neither
+flag quantizes to 4-bit, but the config still says `load_in_4bit=False`: that is what
+`save_pretrained` writes to config.json, and the saved model does not load again.
+
+## Example
+```python
+import torch
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+quantization_config = BitsAndBytesConfig(load_in_8bit=True, bnb_4bit_compute_dtype=torch.float16)
+model = AutoModelForCausalLM.from_pretrained(
+    "meta-llama/Llama-3.1-8B-Instruct", quantization_config=quantization_config, device_map="auto"
+)
+```
+
+## Use instead
+```python
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+quantization_config = BitsAndBytesConfig(load_in_8bit=True)
+model = AutoModelForCausalLM.from_pretrained(
+    "meta-llama/Llama-3.1-8B-Instruct", quantization_config=quantization_config, device_map="auto"
+)
+```
+
+## Fix safety
+Safe: removing an option that the mode never reads loads the same layers and computes the same
+logits. Writing `load_in_4bit=True` in a config without either flag loads the same 4-bit model,
+and makes the saved config.json say so. No fix when the option comes from a dict splatted into
+the config, or when its value is more than names and literals (removing a call would drop the
+call); none for an explicit `load_in_4bit=False`, or for a flagless config holding 8-bit options
+(`llm_int8_threshold`), where 8-bit may have been meant.
+
+## Evidence
+CPU, torch 2.13.0, bitsandbytes 0.50.2, transformers 5.24.0 and 4.57.1 alike
+(`evidence/repro_bnb009.py`, output in `evidence/repro_bnb009.txt`; also
+`evidence/cpu_facts.json`, cases BNB009-*):
+- `load_in_8bit=True` with `bnb_4bit_compute_dtype=torch.float16, bnb_4bit_quant_type="nf4",
+  bnb_4bit_use_double_quant=True`: the same Linear8bitLt layers and identical logits as
+  `load_in_8bit=True` alone.
+- `load_in_4bit=True` with `llm_int8_threshold=1.0`, or with `llm_int8_has_fp16_weight=True`:
+  identical logits to `load_in_4bit=True` alone. In 8-bit, `llm_int8_threshold=1.0` changes them;
+  in 4-bit, `llm_int8_skip_modules=["q_proj", ...]` keeps q_proj unquantized, and a 4-bit
+  `device_map` with CPU modules asks for `llm_int8_enable_fp32_cpu_offload`
+  (`cpu_facts.json` BNB005-mixed-map).
+- `BitsAndBytesConfig()`, `BitsAndBytesConfig(load_in_4bit=False)` and
+  `BitsAndBytesConfig(load_in_8bit=False)` load Linear4bit layers, identical logits to
+  `load_in_4bit=True`; saved with `save_pretrained`, config.json says `"load_in_4bit": false` and
+  `from_pretrained` of the saved model fails (`RuntimeError`, weight size mismatch); with
+  `load_in_4bit=True` it reloads. In both versions `AutoHfQuantizer.from_config` picks the 8-bit
+  quantizer `if quantization_config.load_in_8bit`, else the 4-bit one.
+- `bnb_4bit_quant_storage` is read for every bitsandbytes model when FSDP is set up (transformers
+  4.57.1 `trainer.py`, 5.24.0 `distributed/fsdp.py`), so it is not dead in 8-bit.
+"""
+
+    def check(self, model: ModuleModel, context: RuleContext) -> Iterator[Diagnostic]:
+        import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
+
+        seen: set[int] = set()
+        for config in model.configs:
+            mode = config_mode(config)
+            if mode not in ("4bit", "8bit"):
+                continue
+            reaching = versions(model, config)
+            if any(config_mode(v) != mode for v in reaching):
+                continue  # a later assignment changes the mode
+            site = next(iter(sites_of(model, config)), None)
+            entries = config.options.entries
+            if any(k in entries for k in SAVED_CONFIG_KEYS):
+                continue  # copied from a saved config.json, which lists every option
+            dead = dead_options(mode)
+            if mode == "4bit" and not flag(config, "load_in_4bit"):
+                # Neither flag: 4-bit by default. Only for configs that reach a load, where every
+                # assignment on the way is known.
+                if config.is_dict or not reaching:
+                    continue
+                if any(flag(v, "load_in_4bit") or flag(v, "load_in_8bit") for v in reaching):
+                    continue
+                eight = [k for k in dead if k in entries]
+                yield self.no_flag(config, eight, site)
+                if eight:
+                    continue  # 8-bit may have been meant: the options are not simply dead
+            for key in dead:
+                entry = entries.get(key)
+                if entry is None or id(entry.node) in seen:
+                    continue
+                if not stands(model, config, key, entry):
+                    continue
+                value_node = entry.node.value  # type: ignore[attr-defined]
+                if check_value(key, entry.value, value_node, config, model, mode) is not None:
+                    continue  # an invalid value: BNB007 reports it
+                seen.add(id(entry.node))
+                if mode == "8bit":
+                    message = f"`{key}` does nothing in an 8-bit config: only 4-bit layers read it"
+                else:
+                    message = (
+                        f"`{key}` does nothing in a 4-bit config: only LLM.int8() (8-bit) reads it"
+                    )
+                fix = None
+                if owned(config, entry) and _pure(value_node):
+                    op: Operation | None = None
+                    if isinstance(config.node, cst.Call):
+                        op = RemoveKeyword(config.node, key)
+                    elif isinstance(config.node, cst.Dict):
+                        op = RemoveDictEntry(config.node, key)
+                    if op is not None:
+                        fix = Fix(f"Remove `{key}`", Applicability.SAFE, (op,))
+                yield Diagnostic(self.code, message, entry.node, site, fix)
+
+    def no_flag(self, config: BnbConfig, eight: list[str], site: LoadSite | None) -> Diagnostic:
+        import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
+
+        if eight:
+            names = ", ".join(f"`{k}`" for k in eight)
+            message = (
+                "`BitsAndBytesConfig` without `load_in_4bit=True` or `load_in_8bit=True` "
+                f"quantizes to 4-bit, where {names} does nothing; set the flag that was meant"
+            )
+            return Diagnostic(self.code, message, config.node, site)
+        written = [k for k in ("load_in_4bit", "load_in_8bit") if k in config.options.entries]
+        tail = "and a model saved from it does not reload"
+        if written:
+            flags = " and ".join(f"`{k}=False`" for k in written)
+            message = f"{flags} still quantizes to 4-bit (no flag is True), {tail}"
+            return Diagnostic(self.code, message, config.node, site)
+        message = (
+            "`BitsAndBytesConfig` with neither `load_in_4bit` nor `load_in_8bit` quantizes to "
+            f"4-bit anyway, {tail}"
+        )
+        fix = None
+        if isinstance(config.node, cst.Call):
+            fix = Fix(
+                "Add `load_in_4bit=True`",
+                Applicability.SAFE,
+                (AddKeyword(config.node, "load_in_4bit", "True"),),
+            )
+        return Diagnostic(self.code, message, config.node, site, fix)
