@@ -94,6 +94,8 @@ bf16, prefill of an 8x512 batch (`../shared/evidence/README.md`):
                 continue
             if OPTION in q.config.options.entries or not q.config.complete:
                 continue
+            if _misspelled_compute_dtype(q.config):
+                continue  # BNB008 renames the typo, keeping the dtype the author chose
             groups.setdefault(id(q.config.node), (q.config, []))[1].append(site)
         for config, sites in groups.values():
             if all(s.known_dtype is not None and s.known_dtype.name == "float32" for s in sites):
@@ -142,3 +144,12 @@ bf16, prefill of an 8x512 batch (`../shared/evidence/README.md`):
         else:
             return None
         return Fix(f"Add `{OPTION}={value}`", applicability, tuple(ops))
+
+
+def _misspelled_compute_dtype(config: BnbConfig) -> bool:
+    from bnblint.rules.bnb007_config_values import VALID_OPTIONS
+    from bnblint.rules.bnb008_unknown_option import suggestions
+
+    return any(
+        key not in VALID_OPTIONS and OPTION in suggestions(key) for key in config.options.entries
+    )
