@@ -42,6 +42,7 @@ BNB_CONFIG_NAMES = frozenset(
         "transformers.utils.BitsAndBytesConfig",
     }
 )
+PIPELINE_IGNORED = frozenset({"load_in_4bit", "load_in_8bit", "quantization_config"})
 PIPELINE_NAMES = frozenset({"pipeline", "transformers.pipeline", "transformers.pipelines.pipeline"})
 # Loaders whose from_pretrained is not transformers' (their load_in_4bit is a real parameter, or
 # their bitsandbytes config is their own) and classes that never load weights.
@@ -493,6 +494,13 @@ class ModelBuilder:
             return LoadSite(call, "from_pretrained", name, kwargs, self.scopes[-1])
         if qualname(self.eval(func, env)) in PIPELINE_NAMES:
             kwargs = self.mapping_from_args(call.args, call, env)
+            # pipeline() hands only model_kwargs (and its own device_map/dtype) to the model:
+            # a quantization keyword given to pipeline() itself is silently ignored.
+            kwargs = Mapping(
+                {k: e for k, e in kwargs.entries.items() if k not in PIPELINE_IGNORED},
+                kwargs.node,
+                kwargs.complete,
+            )
             model_kwargs = kwargs.entries.get("model_kwargs")
             inner = None
             if model_kwargs is not None:

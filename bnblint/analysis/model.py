@@ -99,6 +99,12 @@ class LoadSite:
     quantization_state: State = State.ABSENT
     # Every bitsandbytes config that may reach this load, even when its mode is unknown.
     configs: list[BnbConfig] = field(default_factory=list)
+    # pipeline(model_kwargs=...) as evaluated, when it is a known mapping: its entries (also in
+    # ``kwargs``) reach the model's from_pretrained; the pipeline's own keywords do not.
+    model_kwargs: Mapping | None = None
+    # The nested blocks (ids of the function/class body and of each if/for/while/try/with/match
+    # suite) the call is in; a statement with the same ``block`` runs exactly when it does.
+    block: tuple[int, ...] = ()
 
     def field(self, *names: str) -> Field:
         """The first of ``names`` that the load receives (``dtype``/``torch_dtype``)."""
@@ -145,6 +151,7 @@ class ModelUse:
     statement: cst.CSTNode | None  # the small statement holding the call, if it is one
     whole_statement: bool = False  # the statement is just this call (``model.half()``)
     assigned_to: str | None = None  # ``name = <this call>``
+    block: tuple[int, ...] = ()  # as ``LoadSite.block``
 
 
 @dataclass
@@ -159,6 +166,10 @@ class ModuleModel:
     # Every transformers BitsAndBytesConfig(...) written in the module, and every dict that
     # reaches a load as its quantization_config, as first written (before later mutations).
     configs: list[BnbConfig] = field(default_factory=list)
+    # Every name bound at module level, with the qualified name of the module or object it was
+    # imported as (``{"tf": "transformers", "BnbConfig": "transformers.BitsAndBytesConfig"}``),
+    # or None for other bindings.
+    module_names: dict[str, str | None] = field(default_factory=dict)
 
     @cached_property
     def distributed(self) -> str | None:

@@ -67,6 +67,9 @@ class Entry:
 
     value: Value
     node: cst.CSTNode  # the Arg, DictElement or statement that set it
+    # The call whose argument list holds ``node`` (an Arg) or the dict literal holding it (a
+    # DictElement); None when set by a statement or merged from several places.
+    container: cst.CSTNode | None = None
 
 
 @dataclass(frozen=True, eq=False)

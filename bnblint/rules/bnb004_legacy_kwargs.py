@@ -1,0 +1,365 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import fields
+from typing import TYPE_CHECKING
+
+from bnblint.analysis.model import LoadSite, ModuleModel
+from bnblint.analysis.values import Entry, truthy
+from bnblint.diagnostics import (
+    AddDictEntry,
+    AddImportFrom,
+    AddKeyword,
+    Applicability,
+    Diagnostic,
+    Fix,
+    Level,
+    Operation,
+    RemoveDictEntry,
+    RemoveKeyword,
+)
+from bnblint.rules.base import Rule, RuleContext
+
+if TYPE_CHECKING:
+    import libcst as cst
+
+LEGACY = ("load_in_4bit", "load_in_8bit")
+# The other BitsAndBytesConfig parameters: transformers 4.x moved them from from_pretrained's
+# keywords into the config it built from a true load_in_* (evidence/repro_bnb004.txt).
+BNB_OPTIONS = (
+    "llm_int8_threshold",
+    "llm_int8_skip_modules",
+    "llm_int8_enable_fp32_cpu_offload",
+    "llm_int8_has_fp16_weight",
+    "bnb_4bit_compute_dtype",
+    "bnb_4bit_quant_type",
+    "bnb_4bit_use_double_quant",
+    "bnb_4bit_quant_storage",
+)
+CONFIG = "quantization_config"
+
+Place = tuple[str, "cst.CSTNode"]  # ("call", the call) or ("dict", the dict literal)
+
+
+class LegacyLoadKwargs(Rule):
+    code = "BNB004"
+    name = "legacy-load-kwargs"
+    summary = "`load_in_4bit=`/`load_in_8bit=` passed to `from_pretrained`"
+    level = Level.ERROR
+    words = (b"load_in_4bit", b"load_in_8bit")
+    docs = """
+## What it does
+Finds `load_in_4bit=` and `load_in_8bit=` keywords that reach a transformers `from_pretrained`:
+written in the call, in a `**kwargs` dict it receives, or in `pipeline(model_kwargs=...)`.
+Loaders whose own `from_pretrained` takes these keywords (unsloth, optimum-intel, ipex-llm,
+intel-extension-for-transformers) are not checked, nor classes that are not known to be
+transformers'. A `load_in_4bit` given to `pipeline(...)` itself is not reported here: it never
+reaches the model.
+
+## Why is this bad?
+transformers 5 no longer accepts them: the load raises
+`TypeError: LlamaForCausalLM.__init__() got an unexpected keyword argument 'load_in_4bit'`, even
+for `load_in_8bit=False`. transformers 4.x only warned that they are deprecated, and raised
+``ValueError: You can't pass `load_in_4bit`or `load_in_8bit` as a kwarg when passing
+`quantization_config` argument at the same time.`` when a `quantization_config` was given too.
+
+## Example
+```python
+from transformers import AutoModelForCausalLM
+
+model = AutoModelForCausalLM.from_pretrained(
+    "meta-llama/Llama-3.1-8B-Instruct", load_in_4bit=True, device_map="auto"
+)
+```
+
+## Use instead
+```python
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+model = AutoModelForCausalLM.from_pretrained(
+    "meta-llama/Llama-3.1-8B-Instruct",
+    quantization_config=BitsAndBytesConfig(load_in_4bit=True),
+    device_map="auto",
+)
+```
+
+## Fix safety
+The fix writes what transformers 4.x did with these keywords, so a program that worked on 4.x
+does the same and now also loads on 5:
+- `load_in_4bit=True` becomes `quantization_config=BitsAndBytesConfig(load_in_4bit=True)`, and
+  the bitsandbytes options passed next to it (`bnb_4bit_compute_dtype=...`, ...) move into the
+  config, as 4.x moved them. Safe. The name is written as the module already spells it
+  (`BitsAndBytesConfig`, an alias, `transformers.BitsAndBytesConfig`), else
+  `from transformers import BitsAndBytesConfig` is added.
+- A value not known statically, `load_in_4bit=args.q`, becomes
+  `quantization_config=BitsAndBytesConfig(load_in_4bit=True) if args.q else None`: 4.x did not
+  quantize when the value was false, while `BitsAndBytesConfig(load_in_4bit=False)` quantizes to
+  4-bit. Safe for a name or attribute; unsafe for any other expression (it is evaluated after
+  the other arguments instead of in its place).
+- `load_in_8bit=False` (or `load_in_4bit=False`) is removed: 4.x ignored it. Safe.
+- With a `quantization_config` given too (an error on both versions), the flag is removed from
+  the call and set in the config where it is written: safe when the config already means that
+  mode, unsafe for `load_in_8bit` into a config with neither flag (that config was 4-bit); no fix
+  when the config sets the other mode.
+- In a dict (`model_kwargs={...}`, a `**kwargs` dict, `dict(...)`), the entry is replaced by
+  `"quantization_config": BitsAndBytesConfig(...)` in that dict.
+- Moving a true or unknown flag is unsafe whenever the load also receives a `**kwargs` that is
+  not known statically (it may hold more options).
+- No fix when the keywords are set by a statement (`kw["load_in_4bit"] = True`), come from
+  several places, or both flags are set.
+
+After the fix, BNB002 and BNB001 may report the new config (no compute dtype, no `device_map`)
+exactly as they would have reported the old keywords' implicit config.
+
+## Evidence
+- transformers 5.17.0, bitsandbytes 0.50.2, H100: `from_pretrained(path, load_in_4bit=True,
+  device_map="auto")` raised the TypeError above (`../shared/evidence/README.md`).
+- `evidence/repro_bnb004.txt` (`evidence/repro_bnb004.py`, CPU, torch 2.13.0, bitsandbytes
+  0.50.2): on transformers 5.24.0, `load_in_4bit=True`, `load_in_8bit=True`,
+  `load_in_8bit=False` and `load_in_4bit=False` all raise the TypeError, with or without a
+  `quantization_config`. On transformers 4.57.1, `load_in_4bit=True` loads
+  4-bit with a deprecation warning and moves `bnb_4bit_compute_dtype`/`bnb_4bit_quant_type`
+  passed next to it into the config; `load_in_8bit=False` loads unquantized; with
+  `quantization_config` too it raises the ValueError above. On both,
+  `BitsAndBytesConfig(load_in_4bit=False)` quantizes to 4-bit, `... if flag else None` with a
+  false flag does not, and `pipeline(load_in_4bit=True)` silently loads an unquantized model.
+- `evidence/cpu_facts.json` (transformers 5.24.0, CPU): `pipeline(model_kwargs={"load_in_4bit":
+  True})` fails with `ValueError: Could not load model ...` wrapping the same TypeError.
+"""
+
+    def check(self, model: ModuleModel, context: RuleContext) -> Iterator[Diagnostic]:
+        groups: dict[tuple[int, ...], tuple[dict[str, Entry], list[LoadSite]]] = {}
+        for site in model.loads:
+            legacy = _legacy(site)
+            if legacy:
+                key = tuple(id(e.node) for e in legacy.values())
+                groups.setdefault(key, (legacy, []))[1].append(site)
+        for legacy, sites in groups.values():
+            site = sites[0]
+            flags = {k: truthy(e.value) for k, e in legacy.items()}
+            active = [k for k, v in flags.items() if v is not False]
+            primary = legacy[active[0]] if active else next(iter(legacy.values()))
+            message = self.message(site, legacy, active, primary)
+            fixes = [self.fix(model, s, legacy, flags, active) for s in sites]
+            fix = fixes[0] if all(_same(f, fixes[0]) for f in fixes) else None
+            yield Diagnostic(self.code, message, primary.node, site, fix)
+
+    def message(
+        self, site: LoadSite, legacy: dict[str, Entry], active: list[str], primary: Entry
+    ) -> str:
+        if site.api == "pipeline":
+            where = "in `pipeline(model_kwargs=...)`"
+        elif primary.container is site.call:
+            where = "passed to `from_pretrained`"
+        else:
+            where = "reaches `from_pretrained` through `**kwargs`"
+        fails = "the load fails on transformers 5 (TypeError: unexpected keyword argument)"
+        if not active:
+            shown = ", ".join(f"`{k}=False`" for k in legacy)
+            return f"{shown} {where}: {fails}; remove it (transformers 4 ignored it)"
+        shown = ", ".join(f"`{k}`" for k in legacy)
+        if len(active) > 1:
+            return f"{shown} {where}: {fails}; keep one, in `{CONFIG}=BitsAndBytesConfig(...)`"
+        flag = active[0]
+        if CONFIG in site.kwargs.entries:
+            return (
+                f"{shown} {where} with a `{CONFIG}`: {fails}, and on transformers 4 "
+                f"(ValueError); set `{flag}=True` in the config"
+            )
+        return f"{shown} {where}: {fails}; use `{CONFIG}=BitsAndBytesConfig({flag}=True)`"
+
+    def fix(
+        self,
+        model: ModuleModel,
+        site: LoadSite,
+        legacy: dict[str, Entry],
+        flags: dict[str, bool | None],
+        active: list[str],
+    ) -> Fix | None:
+        import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
+
+        places = {k: _place(e) for k, e in legacy.items()}
+        if any(p is None for p in places.values()):
+            return None
+        removes = [_remove(p, k) for k, p in places.items() if p is not None]
+        if not active:
+            shown = ", ".join(f"`{k}=False`" for k in legacy)
+            return Fix(f"Remove {shown}", Applicability.SAFE, tuple(removes))
+        if len(active) > 1:
+            return None  # both flags set (or unknown): nothing to translate
+        flag = active[0]
+        entry = legacy[flag]
+        place = places[flag]
+        assert place is not None
+        options = {k: site.kwargs.entries[k] for k in BNB_OPTIONS if k in site.kwargs.entries}
+        applicability = Applicability.SAFE if site.kwargs.complete else Applicability.UNSAFE
+        if CONFIG in site.kwargs.entries:
+            return self.merge(site, flag, flags[flag], removes, options, applicability)
+        option_places = {k: _place(e) for k, e in options.items()}
+        if any(p is None or not _same_place(p, place) for p in option_places.values()):
+            return None  # options set elsewhere: moving them is not a local edit
+        ref = _config_ref(model)
+        if ref is None:
+            return None
+        name, import_op = ref
+        value = _value(entry)
+        if value is None:
+            return None
+        args = [f"{flag}={_code(value) if flags[flag] else 'True'}"]
+        args += [f"{k}={_code(v)}" for k, v in ((k, _value(e)) for k, e in options.items()) if v]
+        if len(args) != 1 + len(options):
+            return None
+        code = f"{name}({', '.join(args)})"
+        if flags[flag] is None:
+            code = f"{code} if {_code(value)} else None"
+            if not isinstance(value, (cst.Name, cst.Attribute)):
+                applicability = Applicability.UNSAFE
+        ops: list[Operation] = [*removes]
+        ops += [_remove(p, k) for k, p in option_places.items() if p is not None]
+        ops.append(_add(place, CONFIG, code))
+        if import_op is not None:
+            ops.append(import_op)
+        shown = code if flags[flag] else f"{name}({flag}=...)"
+        return Fix(f"Pass `{CONFIG}={shown}`", applicability, tuple(ops))
+
+    def merge(
+        self,
+        site: LoadSite,
+        flag: str,
+        value: bool | None,
+        removes: list[Operation],
+        options: dict[str, Entry],
+        applicability: Applicability,
+    ) -> Fix | None:
+        """The load has a ``quantization_config`` too: move the flag into it."""
+        import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
+
+        q = site.quantization
+        if value is not True or options or q is None or q.config is None or q.conditional:
+            return None
+        config = q.config
+        entries = config.options.entries
+        other = "load_in_8bit" if flag == "load_in_4bit" else "load_in_4bit"
+        own = truthy(entries[flag].value) if flag in entries else None
+        if other in entries and truthy(entries[other].value) is not False:
+            return None  # the config sets the other mode (or may): which one was meant?
+        if flag in entries and own is not True:
+            return None  # the config says False (or unknown) for this very flag
+        ops = [*removes]
+        if own is None:  # neither flag in the config
+            if isinstance(config.node, cst.Call):
+                ops.append(AddKeyword(config.node, flag, "True"))
+            elif isinstance(config.node, cst.Dict):
+                ops.append(AddDictEntry(config.node, flag, "True"))
+            else:
+                return None
+            if flag == "load_in_8bit":  # a config with neither flag quantizes to 4-bit
+                applicability = Applicability.UNSAFE
+        return Fix(f"Set `{flag}=True` in the `{CONFIG}`", applicability, tuple(ops))
+
+
+def _legacy(site: LoadSite) -> dict[str, Entry]:
+    """The load_in_* keywords that reach a transformers model load."""
+    if site.api == "pipeline":
+        # Only model_kwargs reach the model; pipeline(load_in_4bit=True) is silently ignored.
+        inner = site.model_kwargs
+        found: dict[str, Entry] = {}
+        for k in LEGACY:
+            entry = site.kwargs.entries.get(k)
+            if entry is not None and inner is not None and inner.entries.get(k) is entry:
+                found[k] = entry
+        return found
+    if site.receiver is None or site.receiver.split(".")[0] != "transformers":
+        return {}
+    return {k: e for k in LEGACY if (e := site.kwargs.entries.get(k)) is not None}
+
+
+def _place(entry: Entry) -> Place | None:
+    import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
+
+    node, container = entry.node, entry.container
+    if isinstance(node, cst.Arg) and isinstance(container, cst.Call):
+        return ("call", container)
+    if (
+        isinstance(node, cst.DictElement)
+        and isinstance(node.key, cst.SimpleString)
+        and isinstance(container, cst.Dict)
+    ):
+        return ("dict", container)
+    return None
+
+
+def _same_place(a: Place, b: Place) -> bool:
+    return a[0] == b[0] and a[1] is b[1]
+
+
+def _remove(place: Place, key: str) -> Operation:
+    import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
+
+    kind, node = place
+    if kind == "call":
+        assert isinstance(node, cst.Call)
+        return RemoveKeyword(node, key)
+    assert isinstance(node, cst.Dict)
+    return RemoveDictEntry(node, key)
+
+
+def _add(place: Place, key: str, value: str) -> Operation:
+    import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
+
+    kind, node = place
+    if kind == "call":
+        assert isinstance(node, cst.Call)
+        return AddKeyword(node, key, value)
+    assert isinstance(node, cst.Dict)
+    return AddDictEntry(node, key, value)
+
+
+def _value(entry: Entry) -> cst.BaseExpression | None:
+    """The expression written for an entry (the Arg's or DictElement's value)."""
+    import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
+
+    if isinstance(entry.node, (cst.Arg, cst.DictElement)):
+        return entry.node.value
+    return None
+
+
+def _config_ref(model: ModuleModel) -> tuple[str, Operation | None] | None:
+    """How this module can name transformers' BitsAndBytesConfig, and the import it needs."""
+    from bnblint.analysis.builder import BNB_CONFIG_NAMES  # lazily, as it imports LibCST
+
+    transformers_config = BNB_CONFIG_NAMES - {"BitsAndBytesConfig"}
+    names = model.module_names
+    if names.get("BitsAndBytesConfig") in transformers_config:
+        return "BitsAndBytesConfig", None
+    for name, qualname in names.items():
+        if qualname in transformers_config:
+            return name, None  # an alias: from transformers import BitsAndBytesConfig as Bnb
+    if "BitsAndBytesConfig" in names:
+        return None  # the name means something else here (diffusers' config, ...)
+    from_imports = any(q is not None and q.startswith("transformers.") for q in names.values())
+    modules = [n for n, q in names.items() if q == "transformers"]
+    if modules and not from_imports:
+        return f"{modules[0]}.BitsAndBytesConfig", None
+    return "BitsAndBytesConfig", AddImportFrom("transformers", "BitsAndBytesConfig")
+
+
+def _code(node: cst.BaseExpression) -> str:
+    import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
+
+    return cst.Module(body=[]).code_for_node(node)
+
+
+def _key(op: Operation) -> tuple[object, ...]:
+    import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
+
+    values = (getattr(op, f.name) for f in fields(op))
+    return (type(op).__name__, *(id(v) if isinstance(v, cst.CSTNode) else v for v in values))
+
+
+def _same(a: Fix | None, b: Fix | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.applicability == b.applicability and [_key(o) for o in a.operations] == [
+        _key(o) for o in b.operations
+    ]
