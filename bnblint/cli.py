@@ -381,5 +381,32 @@ def doctor(
     sys.exit(run_doctor(as_json, python, Path(config) if config else None, timeout, color))
 
 
+@main.command()
+@click.argument("target", metavar="PATH[:LINE]")
+@click.option("--model", help="Model id (in the local HF cache) or directory to load instead.")
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cuda", "cpu"]),
+    default="auto",
+    show_default=True,
+    help="Where to load: auto is cuda when available, else cpu.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=300,
+    show_default=True,
+    help="Seconds each load process may run.",
+)
+def verify(target: str, model: str | None, device: str, as_json: bool, timeout: float) -> None:
+    """Load each bitsandbytes call in PATH as written and as fixed, and compare
+    (exit 1 if a fixed call does not load)."""
+    # Imported here: torch and friends load in worker processes, never in this one.
+    from bnblint.verify.command import run_verify
+
+    sys.exit(run_verify(target, model, device, as_json, timeout))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
