@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from bnblint.diagnostics import Applicability, Diagnostic, Finding, Location, Operation
@@ -36,7 +37,12 @@ class FileResult:
 
 
 def words_for(rules: Sequence[type[Rule]]) -> tuple[bytes, ...]:
-    return tuple({w for rule in rules for w in rule.words})
+    return _words(tuple(rules))
+
+
+@lru_cache(maxsize=64)
+def _words(rules: tuple[type[Rule], ...]) -> tuple[bytes, ...]:
+    return tuple(sorted({w for rule in rules for w in rule.words}))
 
 
 def may_matter(data: bytes, rules: Sequence[type[Rule]]) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import sys
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ class Settings:
             for pattern, codes in self.per_file_ignores:
                 if _glob_match(rel, pattern):
                     ignore.extend(codes)
-        return select_rules([_prefix(s) for s in self.select], [_prefix(i) for i in ignore])
+        return list(_selected(tuple(self.select), tuple(ignore)))
 
     @property
     def context(self) -> RuleContext:
@@ -59,6 +60,12 @@ class Settings:
 
     def override(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+@lru_cache(maxsize=64)
+def _selected(select: tuple[str, ...], ignore: tuple[str, ...]) -> tuple[type[Rule], ...]:
+    # Called once per file: thousands of times on a large tree, with the same few arguments.
+    return tuple(select_rules([_prefix(s) for s in select], [_prefix(i) for i in ignore]))
 
 
 def _prefix(code: str) -> str:
