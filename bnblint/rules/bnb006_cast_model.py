@@ -1,0 +1,243 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from bnblint.analysis.model import LoadSite, ModelUse, ModuleModel, State
+from bnblint.analysis.values import Dtype
+from bnblint.diagnostics import (
+    AddImport,
+    AddKeyword,
+    Applicability,
+    Diagnostic,
+    Fix,
+    Level,
+    Operation,
+    RemoveStatement,
+    ReplaceNode,
+)
+from bnblint.rules.base import Rule, RuleContext
+
+if TYPE_CHECKING:
+    import libcst as cst
+
+MODES = {"4bit": "4-bit", "8bit": "8-bit"}
+# Methods that transformers' PreTrainedModel refuses on any quantized model, and their dtype.
+REFUSED = {"half": "float16", "float": "float32"}
+# ``.to()`` keywords that only tune the copy: with nothing else left, ``.to()`` does nothing.
+CAST_FLAGS = ("non_blocking", "copy")
+TO_ERROR = "You cannot cast a bitsandbytes model in a new `dtype`"
+
+
+class CastQuantizedModel(Rule):
+    code = "BNB006"
+    name = "cast-quantized-model"
+    summary = "dtype cast (or 8-bit `.cuda()`) of a bitsandbytes-quantized model"
+    level = Level.ERROR
+    words = (b"BitsAndBytesConfig", b"load_in_4bit", b"load_in_8bit")
+    docs = """
+## What it does
+Finds `.half()`, `.float()` and `.to(...)` with a dtype (`.to(torch.float16)`,
+`.to("cuda", torch.float16)`, `.to(dtype=...)`) called on a model loaded with 4-bit or 8-bit
+bitsandbytes quantization, and `.cuda()` on an 8-bit model.
+
+## Why is this bad?
+transformers refuses these calls on a quantized model, whatever the target dtype:
+`.half()`/`.float()` raise `ValueError: .half() is not supported for quantized model...`, `.to()`
+with a dtype raises `ValueError: You cannot cast a bitsandbytes model in a new dtype...` (even to
+the dtype the model already has; any `dtype=` keyword counts), and `.cuda()` on an 8-bit model
+raises `ValueError: Calling cuda() is not supported for 8-bit quantized models...`. The dtype of
+the layers bitsandbytes leaves unquantized is chosen at load time with `dtype=`.
+Not reported, because they work: `.to("cuda")`, `.to("cpu")`, `.cuda()` on a 4-bit model, and
+`.bfloat16()`/`.double()`, which transformers does not override (they cast only the unquantized
+layers). Casts of a load that is quantized on one branch only are left alone.
+
+## Example
+```python
+import torch
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+model = AutoModelForCausalLM.from_pretrained(
+    "meta-llama/Llama-3.1-8B-Instruct",
+    quantization_config=BitsAndBytesConfig(load_in_4bit=True),
+    device_map="auto",
+)
+model = model.to(torch.float16)
+```
+
+## Use instead
+```python
+import torch
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+model = AutoModelForCausalLM.from_pretrained(
+    "meta-llama/Llama-3.1-8B-Instruct",
+    quantization_config=BitsAndBytesConfig(load_in_4bit=True),
+    device_map="auto",
+    dtype=torch.float16,
+)
+```
+
+## Fix safety
+Unsafe: removes the cast and passes its dtype to the load (`dtype=torch.float16` for `.half()`,
+`torch.float32` for `.float()`, the `.to()` dtype otherwise; `import torch` is added when
+missing), or keeps a device move (`.to("cuda", torch.float16)` becomes `.to("cuda")`). The load
+then puts its unquantized layers (embeddings, norms, `lm_head`) in that dtype, which is what the
+cast asked for, but it applies to every use of that load. Offered only when the cast's dtype is
+known, the load has no dtype or the same one, the cast runs exactly when the load does (same
+block), every cast of that load asks for the same dtype, and the call either is a statement of its
+own (`model.half()`, `model = model.half()`) or keeps a device argument. A cast inside a larger
+expression, or on a name other than the model's (`m2 = model.half()`), is reported without a
+fix, as is `.cuda()` on an 8-bit model (the load's `device_map` already placed it). The `dtype=`
+keyword needs transformers 4.56 or newer (older releases spell it `torch_dtype=`).
+
+## Evidence
+- transformers 5.17, bitsandbytes 0.50.2, H100, 4-bit model (`../shared/evidence/README.md`):
+  `.to(torch.float16)` raised `ValueError: You cannot cast a bitsandbytes model in a new dtype...`;
+  `.half()` and `.float()` raised ValueError; `.to('cuda')`, `.cuda()` and `.to('cpu')` worked.
+- transformers 5.24.0, bitsandbytes 0.50.2, torch 2.13.0 on CPU (`evidence/cpu_facts.json`,
+  `evidence/repro_bnb006.txt`), 4-bit and 8-bit: `.float()` raised "`.float()` is not supported
+  for quantized model. Please use the model as it is, since the model has already been casted to
+  the correct `dtype`." and `.half()` the same message with "`.half()`"; `.to(torch.float16)`,
+  `.to(dtype=torch.float16)`, `.to("cpu", torch.float16)` and `.to(torch.bfloat16)` on a bf16
+  model raised "You cannot cast a bitsandbytes model in a new `dtype`. ..."; 8-bit `.cuda()`
+  raised "Calling `cuda()` is not supported for `8-bit` quantized models." before touching any
+  device. `.bfloat16()`, `.double()` and `.to("cpu")` worked. Loading with `dtype=torch.float16`
+  or `dtype=torch.float32` instead gave those dtypes to the unquantized layers and ran a forward.
+- The same casts on an H100 (transformers 5.17, `evidence/repro_bnb006_gpu.txt`) gave the same
+  errors; `.bfloat16()`, `.double()`, `.to("cuda")` and 4-bit `.cuda()` worked.
+"""
+
+    def check(self, model: ModuleModel, context: RuleContext) -> Iterator[Diagnostic]:
+        found: list[tuple[ModelUse, str, str | None]] = []
+        for use in model.uses:
+            site = use.site
+            q = site.quantization
+            if q is None or q.mode not in MODES or q.conditional or not _transformers_load(site):
+                continue
+            cast = _cast(use, q.mode)
+            if cast is not None:
+                found.append((use, *cast))
+        dtypes: dict[int, set[str | None]] = {}
+        for use, _, dtype in found:
+            if use.method != "cuda":
+                dtypes.setdefault(id(use.site), set()).add(dtype)
+        for use, message, dtype in found:
+            one_dtype = len(dtypes.get(id(use.site), set())) == 1
+            fix = self.fix(use, dtype, model) if dtype is not None and one_dtype else None
+            yield Diagnostic(self.code, message, use.call, use.site, fix)
+
+    def fix(self, use: ModelUse, dtype: str, model: ModuleModel) -> Fix | None:
+        import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
+
+        site = use.site
+        receiver = use.call.func.value if isinstance(use.call.func, cst.Attribute) else None
+        if not isinstance(receiver, cst.Name) or use.block != site.block:
+            return None
+        load_dtype = site.dtype
+        if load_dtype.state is State.ABSENT:
+            add_dtype = True
+        elif site.known_dtype is not None and site.known_dtype.name == dtype:
+            add_dtype = False
+        else:
+            return None
+        kept = _kept_args(use)
+        if kept is None:
+            return None
+        ops: list[Operation] = []
+        if kept:
+            code = cst.Module([]).code_for_node(use.call.with_changes(args=kept))
+            ops.append(ReplaceNode(use.call, code))
+            what = f"Keep `{code}`"
+        elif use.statement is not None and (
+            use.whole_statement or use.assigned_to == receiver.value
+        ):
+            ops.append(RemoveStatement(use.statement))
+            what = f"Remove `.{use.method}()`"
+        else:
+            return None
+        alias = model.torch_alias or "torch"
+        if add_dtype:
+            if model.torch_alias is None:
+                ops.append(AddImport("torch"))
+            ops.append(AddKeyword(site.call, "dtype", f"{alias}.{dtype}"))
+            what += f" and pass `dtype={alias}.{dtype}` to the load"
+        else:
+            what += " (the load already has that dtype)"
+        return Fix(what, Applicability.UNSAFE, tuple(ops))
+
+
+def _transformers_load(site: LoadSite) -> bool:
+    """A transformers class's from_pretrained: its model refuses casts (PEFT's wrapper does not)."""
+    return (
+        site.api == "from_pretrained"
+        and site.receiver is not None
+        and site.receiver.split(".")[0] == "transformers"
+    )
+
+
+def _cast(use: ModelUse, mode: str) -> tuple[str, str | None] | None:
+    """(message, target dtype or None when unknown) for a call transformers refuses."""
+    method = use.method
+    model = f"{'an' if mode == '8bit' else 'a'} {MODES[mode]} bitsandbytes model"
+    if method in REFUSED:  # refused before its arguments are looked at
+        dtype = REFUSED[method]
+        message = (
+            f'`.{method}()` on {model} raises ValueError ("`.{method}()` is not supported for '
+            f'quantized model"); pass `dtype=torch.{dtype}` to `from_pretrained` instead'
+        )
+        return message, dtype
+    if method == "to":
+        dtypes = [a for a in use.args if _is_dtype(a)]
+        keyword = use.kwargs.entries.get("dtype")
+        if not dtypes and keyword is None:
+            return None
+        if keyword is not None:
+            value = keyword.value
+            dtype = value.name if _is_dtype(value) else None  # type: ignore[union-attr]
+        else:
+            dtype = dtypes[0].name  # type: ignore[union-attr]
+        message = (
+            f'`.to()` with a dtype on {model} raises ValueError ("{TO_ERROR}"); '
+            "pass the dtype to `from_pretrained` instead"
+        )
+        return message, dtype
+    if method == "cuda" and mode == "8bit":
+        message = (
+            f'`.cuda()` on {model} raises ValueError ("Calling `cuda()` is not supported for '
+            "`8-bit` quantized models\"); place it with the load's `device_map` instead"
+        )
+        return message, None
+    return None
+
+
+def _is_dtype(value: object) -> bool:
+    """A torch dtype written as ``torch.X`` (a string is a device to ``.to()``, not a dtype)."""
+    return isinstance(value, Dtype) and not value.spelled_as_string
+
+
+def _kept_args(use: ModelUse) -> list[cst.Arg] | None:
+    """The call's arguments without its dtype; None when they cannot be told apart."""
+    import libcst as cst
+
+    if use.method in REFUSED:
+        return None if use.call.args else []
+    args = list(use.call.args)
+    if any(a.star for a in args):
+        return None
+    positional = [a for a in args if a.keyword is None]
+    if len(positional) != len(use.args):
+        return None
+    kept: list[cst.Arg] = []
+    values = iter(use.args)
+    for arg in args:
+        if arg.keyword is None:
+            if not _is_dtype(next(values)):
+                kept.append(arg)
+        elif arg.keyword.value != "dtype":
+            kept.append(arg)
+    if all(a.keyword is not None and a.keyword.value in CAST_FLAGS for a in kept):
+        return []  # nothing left but options of the cast itself
+    if kept:
+        kept[-1] = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+    return kept
