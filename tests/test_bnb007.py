@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bnblint.pipeline import lint_text
-from bnblint.rules.bnb007_config_values import (
+from bnblint.rules.options import (
     DTYPE_ALIASES,
     QUANT_STORAGE_NAMES,
     TORCH_DTYPE_NAMES,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bnblint.pipeline import lint_text
-from bnblint.rules.bnb008_unknown_option import suggestions
+from bnblint.rules.options import suggestions
 from bnblint.settings import Settings
 
 HEAD = "import torch\nfrom transformers import AutoModelForCausalLM, BitsAndBytesConfig\n"

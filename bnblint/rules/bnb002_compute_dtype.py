@@ -147,8 +147,7 @@ bf16, prefill of an 8x512 batch (`../shared/evidence/README.md`):
 
 
 def _misspelled_compute_dtype(config: BnbConfig) -> bool:
-    from bnblint.rules.bnb007_config_values import VALID_OPTIONS
-    from bnblint.rules.bnb008_unknown_option import suggestions
+    from bnblint.rules.options import VALID_OPTIONS, suggestions
 
     return any(
         key not in VALID_OPTIONS and OPTION in suggestions(key) for key in config.options.entries

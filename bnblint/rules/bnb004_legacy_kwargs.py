@@ -19,6 +19,7 @@ from bnblint.diagnostics import (
     RemoveKeyword,
 )
 from bnblint.rules.base import Rule, RuleContext
+from bnblint.rules.options import VALID_OPTIONS
 
 if TYPE_CHECKING:
     import libcst as cst
@@ -26,16 +27,7 @@ if TYPE_CHECKING:
 LEGACY = ("load_in_4bit", "load_in_8bit")
 # The other BitsAndBytesConfig parameters: transformers 4.x moved them from from_pretrained's
 # keywords into the config it built from a true load_in_* (evidence/repro_bnb004.txt).
-BNB_OPTIONS = (
-    "llm_int8_threshold",
-    "llm_int8_skip_modules",
-    "llm_int8_enable_fp32_cpu_offload",
-    "llm_int8_has_fp16_weight",
-    "bnb_4bit_compute_dtype",
-    "bnb_4bit_quant_type",
-    "bnb_4bit_use_double_quant",
-    "bnb_4bit_quant_storage",
-)
+BNB_OPTIONS = tuple(o for o in VALID_OPTIONS if o not in LEGACY)
 CONFIG = "quantization_config"
 
 Place = tuple[str, "cst.CSTNode"]  # ("call", the call) or ("dict", the dict literal)

@@ -1,42 +1,25 @@
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator
 
 from bnblint.analysis.model import ModuleModel, config_mode
 from bnblint.analysis.values import BnbConfig, Entry
 from bnblint.diagnostics import Applicability, Diagnostic, Fix, Level, ReplaceNode
 from bnblint.rules.base import Rule, RuleContext
-from bnblint.rules.bnb007_config_values import (
+from bnblint.rules.options import (
+    RENAME_MIN_GAP,
+    RENAME_MIN_RATIO,
     SAVED_CONFIG_KEYS,
     VALID_OPTIONS,
     check_value,
+    dead_options,
     owned,
     quoted,
+    ranked,
     sites_of,
     stands,
+    suggestions,
 )
-from bnblint.rules.bnb009_ineffective_option import dead_options
-
-SUGGEST_CUTOFF = 0.6  # difflib's default: below it, no "did you mean"
-RENAME_MIN_RATIO = 0.85  # a fix needs a close match...
-RENAME_MIN_GAP = 0.05  # ...clearly closer than the next valid name
-
-
-def ranked(key: str) -> list[tuple[float, str]]:
-    return sorted(
-        ((difflib.SequenceMatcher(None, key, name).ratio(), name) for name in VALID_OPTIONS),
-        reverse=True,
-    )
-
-
-def suggestions(key: str) -> list[str]:
-    """The nearest valid option, or the two nearest when they are about as close."""
-    best = ranked(key)
-    if best[0][0] < SUGGEST_CUTOFF:
-        return []
-    close = [name for ratio, name in best[:2] if best[0][0] - ratio < RENAME_MIN_GAP]
-    return close if close[1:] and best[1][0] >= SUGGEST_CUTOFF else close[:1]
 
 
 class UnknownConfigOption(Rule):

@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from bnblint.analysis.model import LoadSite, Mode, ModuleModel, config_mode
+from bnblint.analysis.model import LoadSite, ModuleModel, config_mode
 from bnblint.analysis.values import BnbConfig
 from bnblint.diagnostics import (
     AddKeyword,
@@ -16,10 +16,13 @@ from bnblint.diagnostics import (
     RemoveKeyword,
 )
 from bnblint.rules.base import Rule, RuleContext
+from bnblint.rules.options import (
+    dead_options,
+)
 
 if TYPE_CHECKING:
     import libcst as cst
-from bnblint.rules.bnb007_config_values import (
+from bnblint.rules.options import (
     SAVED_CONFIG_KEYS,
     check_value,
     flag,
@@ -28,24 +31,6 @@ from bnblint.rules.bnb007_config_values import (
     stands,
     versions,
 )
-
-# Options that only the 4-bit layers read (integrations/bitsandbytes.py builds Linear4bit from
-# them, Linear8bitLt from the llm_int8_* ones). Not bnb_4bit_quant_storage: the Trainer's FSDP
-# setup reads it for any bitsandbytes model (transformers 4.57 trainer.py, 5.x
-# distributed/fsdp.py), so it is not dead in an 8-bit config.
-OPTIONS_4BIT_ONLY = ("bnb_4bit_compute_dtype", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant")
-# Options that only LLM.int8() reads. llm_int8_skip_modules and llm_int8_enable_fp32_cpu_offload
-# apply to 4-bit too (despite their names).
-OPTIONS_8BIT_ONLY = ("llm_int8_threshold", "llm_int8_has_fp16_weight")
-
-
-def dead_options(mode: Mode) -> tuple[str, ...]:
-    """The options that a config of this mode ignores."""
-    if mode == "8bit":
-        return OPTIONS_4BIT_ONLY
-    if mode == "4bit":
-        return OPTIONS_8BIT_ONLY
-    return ()
 
 
 def _pure(node: cst.CSTNode) -> bool:

@@ -1,0 +1,355 @@
+"""The bitsandbytes option catalogue the config rules share: which options exist, which
+values each accepts (and what transformers raises otherwise), which mode reads which option,
+and did-you-mean suggestions. Facts carry their evidence; rules carry the messages' framing."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bnblint.analysis.model import LoadSite, Mode, ModuleModel
+from bnblint.analysis.values import BnbConfig, Dtype, Entry, Literal, Value, truthy
+from bnblint.diagnostics import (
+    AddImport,
+    Applicability,
+    Fix,
+    Operation,
+    ReplaceNode,
+)
+
+if TYPE_CHECKING:
+    import libcst as cst
+
+# The keywords of transformers.BitsAndBytesConfig.__init__, identical in transformers 4.57.1 and
+# 5.24.0 (evidence/repro_bnb008.txt). Anything else lands in its **kwargs: logged at INFO level
+# ("Unused kwargs: [...]") and ignored.
+VALID_OPTIONS = (
+    "load_in_8bit",
+    "load_in_4bit",
+    "llm_int8_threshold",
+    "llm_int8_skip_modules",
+    "llm_int8_enable_fp32_cpu_offload",
+    "llm_int8_has_fp16_weight",
+    "bnb_4bit_compute_dtype",
+    "bnb_4bit_quant_type",
+    "bnb_4bit_use_double_quant",
+    "bnb_4bit_quant_storage",
+)
+# Keys that ``BitsAndBytesConfig.to_dict()`` writes into a saved config.json besides the options.
+# Passed back in, they are "Unused kwargs" too, but harmless: the class sets ``quant_method``
+# itself and ``_load_in_*`` mirror ``load_in_*``. A dict copied from a config.json carries them.
+SAVED_CONFIG_KEYS = frozenset({"quant_method", "_load_in_4bit", "_load_in_8bit"})
+
+# Options that post_init requires to be a bool (TypeError "<name> must be a boolean"); all
+# default to False.
+BOOL_OPTIONS = frozenset(
+    {
+        "load_in_8bit",
+        "load_in_4bit",
+        "llm_int8_enable_fp32_cpu_offload",
+        "llm_int8_has_fp16_weight",
+        "bnb_4bit_use_double_quant",
+    }
+)
+QUANT_TYPES = ("nf4", "fp4")
+# Strings accepted for bnb_4bit_quant_storage (else ValueError at construction).
+QUANT_STORAGE_NAMES = ("float16", "float32", "int8", "uint8", "float64", "bfloat16")
+# Every attribute of torch 2.13 that is a torch.dtype: a bnb_4bit_compute_dtype string is passed
+# to getattr(torch, ...), so any other string fails at construction.
+TORCH_DTYPE_NAMES = frozenset(
+    "bfloat16 bit bits16 bits1x8 bits2x4 bits4x2 bits8 bool cdouble cfloat chalf complex128 "
+    "complex32 complex64 double float float16 float32 float4_e2m1fn_x2 float64 float8_e4m3fn "
+    "float8_e4m3fnuz float8_e5m2 float8_e5m2fnuz float8_e8m0fnu half int int1 int16 int2 int3 "
+    "int32 int4 int5 int6 int64 int7 int8 long qint32 qint8 quint2x4 quint4x2 quint8 short uint1 "
+    "uint16 uint2 uint3 uint32 uint4 uint5 uint6 uint64 uint7 uint8".split()
+)
+# Spellings of a floating dtype that are not torch attribute names (lower-cased, without a
+# "torch." prefix), and the dtype each evidently means. None of them is a torch attribute, so
+# getattr(torch, ...) raises AttributeError (evidence/repro_bnb007.txt).
+DTYPE_ALIASES = {
+    "bf16": "bfloat16",
+    "bfloat16": "bfloat16",
+    "fp16": "float16",
+    "float16": "float16",
+    "half": "float16",
+    "fp32": "float32",
+    "float32": "float32",
+    "float": "float32",
+}
+BOTH_FLAGS = (
+    "load_in_4bit and load_in_8bit are both True, but only one can be used at the same time"
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What is wrong with one option's value, and the value that fixes it (Python source)."""
+
+    message: str
+    fix_code: str | None = None
+    applicability: Applicability = Applicability.SAFE
+    needs_torch: bool = False
+
+
+def owned(config: BnbConfig, entry: Entry) -> bool:
+    """The option is written in the config itself (not in a dict splatted into it)."""
+    return entry.container is not None and entry.container is config.node
+
+
+def versions(model: ModuleModel, config: BnbConfig) -> list[BnbConfig]:
+    """The config as it reaches each load (after attribute or key assignments)."""
+    return [c for site in model.loads for c in site.configs if c.node is config.node]
+
+
+def sites_of(model: ModuleModel, config: BnbConfig) -> list[LoadSite]:
+    return [s for s in model.loads if any(c.node is config.node for c in s.configs)]
+
+
+def stands(model: ModuleModel, config: BnbConfig, key: str, entry: Entry) -> bool:
+    """The option as written is what transformers receives.
+
+    A ``BitsAndBytesConfig(...)`` call validates its keywords when it runs, so they always
+    stand. A dict config is only read at the load: every load it reaches must get this very
+    entry, from a dict the analysis fully knows (no unknown splat, no ``pop``).
+    """
+    if entry.container is None:  # set by a statement, or merged from several places
+        return False
+    if not config.is_dict:
+        return True
+    reaching = versions(model, config)
+    return bool(reaching) and all(
+        v.complete and v.options.entries.get(key) is entry for v in reaching
+    )
+
+
+def flag(config: BnbConfig, key: str) -> bool | None:
+    """A load_in_* flag: its literal bool, False when absent, None when unknown or not a bool."""
+    entry = config.options.entries.get(key)
+    return False if entry is None else truthy(entry.value)
+
+
+def quoted(node: cst.CSTNode | None, text: str) -> str:
+    """``text`` as a string literal, in the quotes of ``node`` when it is a plain string."""
+    import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
+
+    quote = '"'
+    if isinstance(node, cst.SimpleString) and node.prefix == "" and len(node.quote) == 1:
+        quote = node.quote
+    return f"{quote}{text}{quote}"
+
+
+def describe(key: str, value_node: cst.CSTNode, model: ModuleModel) -> str:
+    source = model.module.code_for_node(value_node)
+    if len(source) > 40 or "\n" in source:
+        source = "..."
+    return f"`{key}={source}`"
+
+
+class _TorchDtype:
+    """Stands for a ``torch.<dtype>`` value among the literal values that ``check_value`` sees."""
+
+
+TORCH_DTYPE = _TorchDtype()
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "None"
+    if value is TORCH_DTYPE:
+        return "a torch dtype"
+    names = {str: "a string", int: "an int", float: "a float", bool: "a bool"}
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
+def check_value(
+    key: str,
+    value: Value,
+    value_node: cst.CSTNode,
+    config: BnbConfig,
+    model: ModuleModel,
+    mode: Mode,
+) -> Problem | None:
+    """The problem with one literal option value, or None (unknown values are never wrong)."""
+    import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
+
+    if isinstance(value, Dtype):
+        v: object = TORCH_DTYPE
+    elif isinstance(value, Literal):
+        v = value.value
+    else:
+        return None
+    shown = describe(key, value_node, model)
+    where = "the load" if config.is_dict else "`BitsAndBytesConfig`"
+    if key in BOOL_OPTIONS and not isinstance(v, bool):
+        other = {"load_in_4bit": "load_in_8bit", "load_in_8bit": "load_in_4bit"}.get(key)
+        other_entry = config.options.entries.get(other) if other else None
+        if (
+            v
+            and other_entry is not None
+            and isinstance(other_entry.value, Literal)
+            and other_entry.value.value
+        ):
+            exc = f"ValueError: {BOTH_FLAGS}"  # checked before the types
+        else:
+            exc = f"TypeError: {key} must be a boolean"
+        fix = None
+        if isinstance(v, str) and v in ("True", "true", "False", "false"):
+            fix = str(v.lower() == "true")
+        elif type(v) is int and v in (0, 1):
+            fix = str(bool(v))
+        elif v is None:
+            fix = "False"  # None means "the default", which is False
+        return Problem(f"{shown} is {_kind(v)}, not a bool: {where} raises `{exc}`", fix)
+    if key == "llm_int8_threshold" and not isinstance(v, float):
+        fix = None
+        if type(v) is int:
+            fix = repr(float(v))
+        elif v is None:
+            fix = "6.0"  # the default
+        elif isinstance(v, str):
+            try:
+                number = float(v)
+            except ValueError:
+                number = None
+            if number is not None and number == number and abs(number) != float("inf"):
+                fix = repr(number)
+        exc = "TypeError: llm_int8_threshold must be a float"
+        return Problem(f"{shown} is {_kind(v)}, not a float: {where} raises `{exc}`", fix)
+    if key == "llm_int8_skip_modules" and v is not None and not isinstance(v, list):
+        fix = None
+        if isinstance(v, str) and v and not any(c in v for c in ", \t\n"):
+            fix = f"[{model.module.code_for_node(value_node)}]"
+        elif isinstance(v, tuple) and isinstance(value_node, cst.Tuple):
+            items = [model.module.code_for_node(e.value) for e in value_node.elements]
+            fix = f"[{', '.join(items)}]"
+        exc = "TypeError: llm_int8_skip_modules must be a list of strings"
+        return Problem(f"{shown} is {_kind(v)}, not a list: {where} raises `{exc}`", fix)
+    if key == "bnb_4bit_compute_dtype" and v is not None and v is not TORCH_DTYPE:
+        if not isinstance(v, str):
+            exc = "ValueError: bnb_4bit_compute_dtype must be a string or a torch.dtype"
+            return Problem(f"{shown} is {_kind(v)}: {where} raises `{exc}`")
+        if v in TORCH_DTYPE_NAMES:
+            return None
+        return _compute_dtype_problem(shown, where, v, value_node, config, model)
+    if key == "bnb_4bit_quant_storage" and v is not None and v is not TORCH_DTYPE:
+        if not isinstance(v, str):
+            exc = "ValueError: bnb_4bit_quant_storage must be a string or a torch.dtype"
+            return Problem(f"{shown} is {_kind(v)}: {where} raises `{exc}`")
+        if v in QUANT_STORAGE_NAMES:
+            return None
+        name = DTYPE_ALIASES.get(_normalized(v))
+        fix = quoted(value_node, name) if name in QUANT_STORAGE_NAMES else None
+        accepted = ", ".join(repr(n) for n in QUANT_STORAGE_NAMES)
+        return Problem(f"{shown} is not one of {accepted}: {where} raises `ValueError`", fix)
+    if key == "bnb_4bit_quant_type":
+        if not isinstance(v, str):
+            fix = quoted(None, "fp4") if v is None else None  # None means the default, "fp4"
+            exc = "TypeError: bnb_4bit_quant_type must be a string"
+            return Problem(f"{shown} is {_kind(v)}, not a string: {where} raises `{exc}`", fix)
+        if v in QUANT_TYPES or mode != "4bit":
+            return None  # an 8-bit load never reads it
+        normalized = v.strip().lower()
+        fix = quoted(value_node, normalized) if normalized in QUANT_TYPES else None
+        exc = f"ValueError: quant_type must be 'nf4' or 'fp4', got {v!r}"
+        return Problem(
+            f'{shown} is not "nf4" or "fp4": the 4-bit load fails with `{exc}` '
+            "(a RuntimeError on transformers 5)",
+            fix,
+        )
+    return None
+
+
+def _normalized(text: str) -> str:
+    text = text.strip().lower()
+    return text[len("torch.") :] if text.startswith("torch.") else text
+
+
+def _compute_dtype_problem(
+    shown: str,
+    where: str,
+    text: str,
+    value_node: cst.CSTNode,
+    config: BnbConfig,
+    model: ModuleModel,
+) -> Problem:
+    normalized = _normalized(text)
+    if normalized in DTYPE_ALIASES or normalized == "auto" or not text.isidentifier():
+        fails = f"raises `AttributeError: module 'torch' has no attribute {text!r}`"
+    else:  # maybe a torch attribute that is not a dtype: TypeError instead
+        fails = f"fails on `getattr(torch, {text!r})`"
+    message = f"{shown} is not a torch dtype name: {where} {fails}"
+    name = DTYPE_ALIASES.get(normalized)
+    applicability = Applicability.SAFE
+    if name is None and normalized == "auto":
+        # "auto" means "the model's dtype": known only from the loads this config reaches.
+        dtypes = {s.known_dtype.name if s.known_dtype else None for s in sites_of(model, config)}
+        if len(dtypes) == 1 and None not in dtypes:
+            name = dtypes.pop()
+            applicability = Applicability.UNSAFE
+    if name is None:
+        return Problem(message)
+    if config.is_dict:
+        return Problem(message, quoted(value_node, name), applicability)
+    alias = model.torch_alias or "torch"
+    return Problem(message, f"{alias}.{name}", applicability, model.torch_alias is None)
+
+
+def value_fix(problem: Problem, entry: Entry, model: ModuleModel) -> Fix | None:
+    """Replace the value of ``entry`` (an Arg or DictElement) by the problem's fix."""
+    import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
+
+    if problem.fix_code is None:
+        return None
+    node: cst.CSTNode = entry.node.value  # type: ignore[attr-defined]
+    code = problem.fix_code
+    if isinstance(node, cst.Tuple):
+        # A tuple's parentheses belong to it: replace the whole keyword or dict entry.
+        if isinstance(entry.node, cst.Arg) and entry.node.keyword is not None:
+            node, code = entry.node, f"{entry.node.keyword.value}={code}"
+        elif isinstance(entry.node, cst.DictElement):
+            node, code = entry.node, f"{model.module.code_for_node(entry.node.key)}: {code}"
+    ops: list[Operation] = [ReplaceNode(node, code)]
+    if problem.needs_torch:
+        ops.append(AddImport("torch"))
+    return Fix(f"Replace with `{problem.fix_code}`", problem.applicability, tuple(ops))
+
+
+# Options that only the 4-bit layers read (integrations/bitsandbytes.py builds Linear4bit from
+# them, Linear8bitLt from the llm_int8_* ones). Not bnb_4bit_quant_storage: the Trainer's FSDP
+# setup reads it for any bitsandbytes model (transformers 4.57 trainer.py, 5.x
+# distributed/fsdp.py), so it is not dead in an 8-bit config.
+OPTIONS_4BIT_ONLY = ("bnb_4bit_compute_dtype", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant")
+# Options that only LLM.int8() reads. llm_int8_skip_modules and llm_int8_enable_fp32_cpu_offload
+# apply to 4-bit too (despite their names).
+OPTIONS_8BIT_ONLY = ("llm_int8_threshold", "llm_int8_has_fp16_weight")
+
+
+def dead_options(mode: Mode) -> tuple[str, ...]:
+    """The options that a config of this mode ignores."""
+    if mode == "8bit":
+        return OPTIONS_4BIT_ONLY
+    if mode == "4bit":
+        return OPTIONS_8BIT_ONLY
+    return ()
+
+
+SUGGEST_CUTOFF = 0.6  # difflib's default: below it, no "did you mean"
+RENAME_MIN_RATIO = 0.85  # a fix needs a close match...
+RENAME_MIN_GAP = 0.05  # ...clearly closer than the next valid name
+
+
+def ranked(key: str) -> list[tuple[float, str]]:
+    return sorted(
+        ((difflib.SequenceMatcher(None, key, name).ratio(), name) for name in VALID_OPTIONS),
+        reverse=True,
+    )
+
+
+def suggestions(key: str) -> list[str]:
+    """The nearest valid option, or the two nearest when they are about as close."""
+    best = ranked(key)
+    if best[0][0] < SUGGEST_CUTOFF:
+        return []
+    close = [name for ratio, name in best[:2] if best[0][0] - ratio < RENAME_MIN_GAP]
+    return close if close[1:] and best[1][0] >= SUGGEST_CUTOFF else close[:1]
