@@ -56,6 +56,11 @@ GITHUB_FINDING = re.compile(
     rf"file=(?P<file>{PROP}),line=(?P<line>\d+),col=\d+,endLine=\d+,endColumn=\d+"
     r"::(?P=code) (?:[^%\r\n]|%25|%0D|%0A)+"
 )
+# A notebook finding: the file only, the cell and position in the message.
+GITHUB_CELL_FINDING = re.compile(
+    r"::(?P<level>error|warning) title=bnblint \((?P<code>BNB\d{3})\),file=(?P<file>[^,:]+)"
+    r"::(?P=code) cell (?P<cell>\d+), line (?P<line>\d+), column \d+: (?:[^%\r\n]|%25|%0D|%0A)+"
+)
 GITHUB_ERROR = re.compile(rf"::error file={PROP}::cannot (?:read|decode|parse|write): [^\r\n]+")
 
 
@@ -158,6 +163,11 @@ def test_sarif_fixture_suite_is_schema_valid() -> None:
         artifact = location["physicalLocation"]["artifactLocation"]
         assert artifact["uriBaseId"] == "%SRCROOT%"
         assert artifact["uri"].startswith("fixtures/") and "\\" not in artifact["uri"]
+        if finding["cell"] is not None:
+            # A cell's rows are not the notebook file's: no region, the message names them.
+            assert "region" not in location["physicalLocation"] and "fixes" not in result
+            assert result["message"]["text"].startswith(f"cell {finding['cell']}, line ")
+            continue
         region = location["physicalLocation"]["region"]
         assert (region["startLine"], region["startColumn"]) == (
             finding["location"]["row"],
@@ -208,7 +218,8 @@ def test_github_fixture_suite() -> None:
     assert len(lines) == len(expected) + fixture_errors()
     assert all(GITHUB_ERROR.fullmatch(line) for line in lines[len(expected) :])
     for line, finding in zip(lines, expected):
-        match = GITHUB_FINDING.fullmatch(line)
+        pattern = GITHUB_FINDING if finding["cell"] is None else GITHUB_CELL_FINDING
+        match = pattern.fullmatch(line)
         assert match, line
         assert match["level"] == finding["level"] and match["code"] == finding["code"]
         assert match["file"].startswith("fixtures/")  # relative to the working directory

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from bnblint.diagnostics import Location, TextEdit
+from bnblint.diagnostics import Finding, Location, TextEdit
 from bnblint.pipeline import FileResult
 from bnblint.source import SourceError, read_source
 
@@ -85,3 +85,11 @@ def apply_edits(text: str, edits: Iterable[TextEdit]) -> str:
     for start, end, content in spans:
         text = text[:start] + content + text[end:]
     return text
+
+
+def located_message(f: Finding) -> str:
+    """The message, led by the cell and position for a notebook finding: formats whose
+    positions are the file's lines (GitHub, SARIF) cannot point into a cell."""
+    if f.cell is None:
+        return f.message
+    return f"cell {f.cell}, line {f.location.row}, column {f.location.column}: {f.message}"

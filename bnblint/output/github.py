@@ -6,7 +6,7 @@ from typing import TextIO
 
 from bnblint.diagnostics import Finding
 from bnblint.output import Report
-from bnblint.output.common import relative_path
+from bnblint.output.common import located_message, relative_path
 
 
 def escape_data(text: str) -> str:
@@ -28,12 +28,15 @@ def annotation(f: Finding) -> str:
     properties: dict[str, object] = {
         "title": f"bnblint ({f.code})",
         "file": relative_path(f.filename),
-        "line": f.location.row,
-        "col": f.location.column,
-        "endLine": f.end_location.row,
-        "endColumn": f.end_location.column,
     }
-    return command(f.level.value, properties, f"{f.code} {f.message}")
+    if f.cell is None:  # a notebook cell's rows are not the file's: the message names them
+        properties.update(
+            line=f.location.row,
+            col=f.location.column,
+            endLine=f.end_location.row,
+            endColumn=f.end_location.column,
+        )
+    return command(f.level.value, properties, f"{f.code} {located_message(f)}")
 
 
 def render(report: Report, out: TextIO) -> None:

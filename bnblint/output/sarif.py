@@ -10,7 +10,7 @@ from urllib.parse import quote
 from bnblint import __version__
 from bnblint.diagnostics import Applicability, Finding, Location
 from bnblint.output import Report
-from bnblint.output.common import relative_path
+from bnblint.output.common import located_message, relative_path
 from bnblint.rules import ALL_RULES, Rule
 from bnblint.rules.base import DOCS_URL
 
@@ -75,24 +75,20 @@ def fixes(f: Finding) -> list[dict[str, Any]]:
 
 
 def result(f: Finding, index: dict[str, int]) -> dict[str, Any]:
+    physical: dict[str, Any] = {"artifactLocation": artifact_location(f.filename)}
+    if f.cell is None:  # a notebook cell's rows are not the file's: the message names them
+        physical["region"] = region(f.location, f.end_location)
     out: dict[str, Any] = {
         "ruleId": f.code,
         "level": f.level.value,
-        "message": {"text": f.message},
-        "locations": [
-            {
-                "physicalLocation": {
-                    "artifactLocation": artifact_location(f.filename),
-                    "region": region(f.location, f.end_location),
-                }
-            }
-        ],
+        "message": {"text": located_message(f)},
+        "locations": [{"physicalLocation": physical}],
     }
     if f.code in index:
         out["ruleIndex"] = index[f.code]
     if f.applicability is not None:
         out["properties"] = {"applicability": f.applicability.value}
-    found = fixes(f)
+    found = fixes(f) if f.cell is None else []
     if found:
         out["fixes"] = found
     return out
