@@ -172,3 +172,42 @@ def test_distributed_context_ignores_comments() -> None:
     assert model_of("# we used to use Trainer here\n").distributed is None
     assert model_of("import os\nr = os.environ['LOCAL_RANK']\n").distributed is not None
     assert model_of("import torch.distributed as dist\n").distributed is not None
+
+
+def test_skipping_irrelevant_bodies_changes_nothing() -> None:
+    """The stdlib-AST index only skips bodies that cannot add to the model: for every fixture,
+    the model is the same with and without it."""
+    from fixture_cases import cases
+
+    from bnblint.pipeline import parse_ast
+
+    for path in cases():
+        if path.suffix != ".py":
+            continue
+        source = path.read_text(encoding="latin-1" if "crlf" in path.name else "utf-8")
+        module = cst.parse_module(source)
+        full = build_model(module, source)
+        fast = build_model(module, source, parse_ast(source))
+        assert [s.call for s in full.loads] == [s.call for s in fast.loads], path
+        assert [u.call for u in full.uses] == [u.call for u in fast.uses], path
+        assert [c.node for c in full.configs] == [c.node for c in fast.configs], path
+
+
+def test_index_skips_bodies_without_relevant_words() -> None:
+    from bnblint.analysis.relevance import FunctionIndex
+    from bnblint.pipeline import parse_ast
+
+    source = (
+        "KW = {'device_map': 'auto'}\n"
+        "class A:\n    def helper(self):\n        return 1\n"
+        "    def load(self):\n        def inner():\n            return X.from_pretrained('m')\n"
+        "def uses_kw():\n    return KW\n"
+    )
+    index = FunctionIndex(parse_ast(source))
+    names = frozenset({"KW"})
+    assert not index.may_matter(("A", "helper"), names)
+    assert index.may_matter(("A", "load"), names)  # through its nested function
+    assert index.may_matter(("A", "load", "inner"), names)
+    assert index.may_matter(("uses_kw",), names)
+    assert not index.may_matter(("uses_kw",), frozenset())
+    assert index.may_matter(("missing",), names)  # unknown paths are walked

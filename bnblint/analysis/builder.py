@@ -12,12 +12,14 @@ parse itself (see the core issue's measurements), and this walk needs only what 
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterable, Sequence
 from typing import Union
 
 import libcst as cst
 
 from bnblint.analysis.model import LoadSite, ModelUse, ModuleModel, resolve_quantization
+from bnblint.analysis.relevance import FunctionIndex
 from bnblint.analysis.values import (
     TORCH_DTYPES,
     BnbConfig,
@@ -32,6 +34,7 @@ from bnblint.analysis.values import (
     Symbol,
     Unknown,
     Value,
+    flatten,
 )
 
 BNB_CONFIG_NAMES = frozenset(
@@ -136,9 +139,11 @@ class _CallFinder(cst.CSTVisitor):
 
 
 class ModelBuilder:
-    def __init__(self, module: cst.Module, source: str) -> None:
+    def __init__(self, module: cst.Module, source: str, index: FunctionIndex | None = None) -> None:
         self.module = module
         self.source = source
+        self.index = index
+        self.paths: dict[int, tuple[str, ...]] = {}  # def/class node -> its FunctionIndex path
         self.loads: list[LoadSite] = []
         self.uses: list[ModelUse] = []
         self.sites: dict[int, LoadSite] = {}
@@ -158,10 +163,14 @@ class ModelBuilder:
         module_env = Env()
         self.scopes.append(self.module)
         self.block(self.module.body, module_env)
+        interesting = _interesting_names(module_env)
         while self.pending:
             node, parent = self.pending.pop(0)
             if isinstance(node, cst.FunctionDef):
-                self.run_function(node, parent)
+                if self.index is None or self.index.may_matter(
+                    self.paths.get(id(node), ()), interesting
+                ):
+                    self.run_function(node, parent)
             else:
                 self.scopes.append(node)
                 self.blocks = [id(node)]
@@ -285,9 +294,11 @@ class ModelBuilder:
         elif isinstance(stmt, cst.FunctionDef):
             env.vars[stmt.name.value] = self.function(stmt)
             self.def_envs[id(stmt)] = env
+            self.paths[id(stmt)] = (*self.paths.get(id(self.scopes[-1]), ()), stmt.name.value)
             self.pending.append((stmt, env))
         elif isinstance(stmt, cst.ClassDef):
             env.vars[stmt.name.value] = Unknown(stmt, "a class")
+            self.paths[id(stmt)] = (*self.paths.get(id(self.scopes[-1]), ()), stmt.name.value)
             self.pending.append((stmt, env))
         elif isinstance(stmt, cst.Match):
             self.scan(stmt.subject, env)
@@ -725,5 +736,23 @@ def _other_quant_config(name: str) -> bool:
     )
 
 
-def build_model(module: cst.Module, source: str) -> ModuleModel:
-    return ModelBuilder(module, source).build()
+def _interesting_names(env: Env) -> frozenset[str]:
+    """Module-level names a function body may use to reach a model, a config or a kwargs dict."""
+    names = set()
+    for name, value in env.vars.items():
+        for v in flatten(value):
+            if isinstance(v, (LoadResult, BnbConfig, OtherConfig, Mapping)):
+                names.add(name)
+            elif isinstance(v, Symbol) and v.qualname.rsplit(".", 1)[-1] in (
+                "BitsAndBytesConfig",
+                "pipeline",
+            ):
+                names.add(name)
+    return frozenset(names)
+
+
+def build_model(module: cst.Module, source: str, tree: ast.Module | None = None) -> ModuleModel:
+    """The analysis model of a module; ``tree`` (its stdlib AST, when the caller has it) lets
+    the walk skip function bodies that cannot matter."""
+    index = FunctionIndex(tree) if tree is not None else None
+    return ModelBuilder(module, source, index).build()
