@@ -29,6 +29,8 @@ from bnblint.analysis.values import (
 from bnblint.analysis.values import Dtype as DtypeValue
 
 Mode = L["4bit", "8bit", "unknown"]
+# How messages name a known mode.
+MODE_LABELS: dict[str, str] = {"4bit": "4-bit", "8bit": "8-bit"}
 
 
 class State(Enum):

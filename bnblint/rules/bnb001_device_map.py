@@ -2,11 +2,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from bnblint.analysis.model import ModuleModel
+from bnblint.analysis.model import MODE_LABELS, ModuleModel
 from bnblint.diagnostics import AddKeyword, Applicability, Diagnostic, Fix, Level
 from bnblint.rules.base import Rule, RuleContext
-
-MODES = {"4bit": "4-bit", "8bit": "8-bit"}
 
 
 class MissingDeviceMap(Rule):
@@ -71,7 +69,7 @@ No fix is offered in distributed-training files.
             if not site.device_map.absent:
                 continue
             assert site.quantization is not None
-            mode = MODES.get(site.quantization.mode, "quantized")
+            mode = MODE_LABELS.get(site.quantization.mode, "quantized")
             when = " (when quantization is enabled)" if site.quantization.conditional else ""
             head = f"{mode} bitsandbytes load without `device_map`{when}: the whole model is put on"
             if model.distributed:

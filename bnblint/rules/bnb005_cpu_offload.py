@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from bnblint.analysis.model import ModuleModel
+from bnblint.analysis.model import MODE_LABELS, ModuleModel
 from bnblint.analysis.values import BnbConfig, Literal, Mapping
 from bnblint.diagnostics import (
     AddDictEntry,
@@ -18,7 +18,6 @@ from bnblint.diagnostics import (
 from bnblint.rules.base import Rule, RuleContext
 
 FLAG = "llm_int8_enable_fp32_cpu_offload"
-MODES = {"4bit": "4-bit", "8bit": "8-bit"}
 OFFLOAD = ("cpu", "disk")
 
 
@@ -100,7 +99,7 @@ changing. No fix for legacy `load_in_8bit=True` keywords (see BNB004).
         for site in model.quantized_loads():
             q = site.quantization
             assert q is not None
-            if q.config is None or q.mode not in MODES:
+            if q.config is None or q.mode not in MODE_LABELS:
                 continue
             field = site.device_map
             if not field.known or field.node is None or not isinstance(field.value, Mapping):
@@ -120,7 +119,8 @@ changing. No fix for legacy `load_in_8bit=True` keywords (see BNB004).
             when = " (when quantization is enabled)" if q.conditional else ""
             setting = f"`{FLAG}=True` (it is False)" if explicit_false else f"`{FLAG}=True`"
             head = (
-                f"`device_map` {mix.text}: this {MODES[q.mode]} bitsandbytes load{when} raises "
+                f"`device_map` {mix.text}: this {MODE_LABELS[q.mode]} bitsandbytes load{when} "
+                "raises "
                 'ValueError ("Some modules are dispatched on the CPU or the disk")'
             )
             if mix.to_device:

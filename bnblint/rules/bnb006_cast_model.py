@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from bnblint.analysis.model import LoadSite, ModelUse, ModuleModel, State
+from bnblint.analysis.model import MODE_LABELS, LoadSite, ModelUse, ModuleModel, State
 from bnblint.analysis.values import Dtype
 from bnblint.diagnostics import (
     AddImport,
@@ -21,7 +21,6 @@ from bnblint.rules.base import Rule, RuleContext
 if TYPE_CHECKING:
     import libcst as cst
 
-MODES = {"4bit": "4-bit", "8bit": "8-bit"}
 # Methods that transformers' PreTrainedModel refuses on any quantized model, and their dtype.
 REFUSED = {"half": "float16", "float": "float32"}
 # ``.to()`` keywords that only tune the copy: with nothing else left, ``.to()`` does nothing.
@@ -113,7 +112,9 @@ keyword needs transformers 4.56 or newer (older releases spell it `torch_dtype=`
         for use in model.uses:
             site = use.site
             q = site.quantization
-            if q is None or q.mode not in MODES or q.conditional or not _transformers_load(site):
+            if q is None or q.mode not in MODE_LABELS or q.conditional:
+                continue
+            if not _transformers_load(site):
                 continue
             cast = _cast(use, q.mode)
             if cast is not None:
@@ -179,7 +180,7 @@ def _transformers_load(site: LoadSite) -> bool:
 def _cast(use: ModelUse, mode: str) -> tuple[str, str | None] | None:
     """(message, target dtype or None when unknown) for a call transformers refuses."""
     method = use.method
-    model = f"{'an' if mode == '8bit' else 'a'} {MODES[mode]} bitsandbytes model"
+    model = f"{'an' if mode == '8bit' else 'a'} {MODE_LABELS[mode]} bitsandbytes model"
     if method in REFUSED:  # refused before its arguments are looked at
         dtype = REFUSED[method]
         message = (
