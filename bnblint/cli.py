@@ -18,10 +18,10 @@ from bnblint.rules import ALL_RULES, RULES_BY_CODE
 from bnblint.settings import (
     ConfigError,
     Settings,
-    find_config,
     load_settings,
     parse_cli_codes,
     parse_compute_dtype,
+    settings_for_path,
 )
 from bnblint.source import SourceError, SourceFile, decode, write_source
 
@@ -52,8 +52,7 @@ def _settings(config: str | None, paths: tuple[str, ...], stdin_filename: str | 
     if config is not None:
         return load_settings(Path(config))
     start = Path(stdin_filename or (paths[0] if paths and paths[0] != "-" else "."))
-    found = find_config(start.absolute())
-    return load_settings(found) if found else Settings()
+    return settings_for_path(start)
 
 
 @main.command()

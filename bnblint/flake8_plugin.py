@@ -16,29 +16,22 @@ from pathlib import Path
 
 from bnblint import __version__
 from bnblint.pipeline import lint_text
-from bnblint.settings import Settings, find_config, load_settings
+from bnblint.settings import Settings, settings_for_path
 
 # flake8 checks many files of a few directories in each worker process: look the nearest
 # pyproject.toml up once per directory, and read each one once.
 _BY_DIRECTORY: dict[str, Settings] = {}
-_BY_CONFIG: dict[Path, Settings] = {}
 
 
 def settings_for(filename: str) -> Settings:
-    """The settings ``bnblint check FILE`` would use (stdin: the current directory's)."""
+    """The settings ``bnblint check FILE`` would use (stdin: the current directory's), read
+    once per directory: flake8 calls the plugin once per file. A bad ``[tool.bnblint]`` raises
+    ConfigError: flake8 stops and names the plugin, as ``bnblint check`` stops with exit 2,
+    rather than lint with other rules."""
     directory = os.path.dirname(os.path.abspath(filename))
     settings = _BY_DIRECTORY.get(directory)
     if settings is None:
-        config = find_config(Path(directory))
-        if config is None:
-            settings = Settings()
-        else:
-            settings = _BY_CONFIG.get(config)
-            if settings is None:
-                # A bad [tool.bnblint] raises ConfigError: flake8 stops and names the plugin,
-                # as `bnblint check` stops with exit 2, rather than lint with other rules.
-                settings = _BY_CONFIG[config] = load_settings(config)
-        _BY_DIRECTORY[directory] = settings
+        settings = _BY_DIRECTORY[directory] = settings_for_path(Path(directory))
     return settings
 
 

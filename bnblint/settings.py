@@ -101,6 +101,13 @@ def find_config(start: Path) -> Path | None:
     return None
 
 
+def settings_for_path(path: Path) -> Settings:
+    """What ``bnblint check PATH`` uses: the nearest ``[tool.bnblint]``, else the defaults.
+    Every front end (CLI, flake8, verify) finds its settings through this."""
+    found = find_config(path.absolute())
+    return load_settings(found) if found else Settings()
+
+
 def load_settings(path: Path) -> Settings:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -167,11 +167,10 @@ def _verify(
 
 
 def _settings(path: Path) -> Settings:
-    from bnblint.settings import ConfigError, Settings, find_config, load_settings
+    from bnblint.settings import ConfigError, settings_for_path
 
     try:
-        found = find_config(path.absolute())
-        return load_settings(found) if found else Settings()
+        return settings_for_path(path)
     except ConfigError as exc:
         raise UsageError(str(exc)) from exc
 
