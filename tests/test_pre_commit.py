@@ -179,7 +179,8 @@ def test_check_fails_fix_fixes_then_both_pass(project: Path, pre_commit_home: Pa
     check = pre_commit("bnblint", project, pre_commit_home)
     assert check.returncode == 1, check.stdout + check.stderr
     assert "bad.py:3:23: BNB002" in check.stdout and "bad.py:4:9: BNB001" in check.stdout
-    # pre-commit passes the notebook (a `jupyter` file) to the hook, which skips it silently
+    # pre-commit passes the notebook (a `jupyter` file) to the hook, which lints it: its config
+    # reaches no load, so there is nothing to report
     assert "jupyter" in tags_from_path(str(project / "nb.ipynb"))
     assert "nb.ipynb" not in check.stdout
 
@@ -193,3 +194,37 @@ def test_check_fails_fix_fixes_then_both_pass(project: Path, pre_commit_home: Pa
         again = pre_commit(hook, project, pre_commit_home)
         assert again.returncode == 0, again.stdout + again.stderr
         assert "Passed" in again.stdout
+
+
+@pytest.mark.slow
+def test_try_repo(project: Path, hooks_repo: tuple[Path, str], tmp_path: Path) -> None:
+    """The real `pre-commit try-repo` (it builds its own environment, about 25 s): the check
+    hook fails on the bad file, the fix hook rewrites it."""
+    repo, rev = hooks_repo
+    env = git_env(PRE_COMMIT_HOME=str(tmp_path / "home"), PRE_COMMIT_COLOR="never")
+
+    def try_repo(hook: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pre_commit",
+                "try-repo",
+                str(repo),
+                hook,
+                "--ref",
+                rev,
+                "--all-files",
+            ],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    check = try_repo("bnblint")
+    assert check.returncode == 1 and "bad.py:3:23: BNB002" in check.stdout, check.stdout
+    fix = try_repo("bnblint-fix")
+    assert fix.returncode == 1 and "files were modified by this hook" in fix.stdout, fix.stdout
+    assert 'device_map="auto"' in (project / "bad.py").read_text()
