@@ -259,3 +259,16 @@ def test_many_files_use_the_pool(project: Path) -> None:
     assert result.output.count("BNB002") == 21
     assert invoke("check", "--fix", "-j", "2", "src").exit_code == 0
     assert invoke("check", "src").output == "All checks passed!\n"
+
+
+def test_large_tree_starts_the_pool_early(project: Path) -> None:
+    from bnblint.runner import LARGE_TREE
+
+    for i in range(LARGE_TREE):
+        (project / "src" / f"plain{i}.py").write_text(f"x = {i}\n")
+    for i in range(3):
+        (project / "src" / f"bad{i}.py").write_text(BAD)
+    result = invoke("check", "--jobs", "2", "src")
+    assert result.output.count("BNB002") == 4 and result.output.count("BNB001") == 4
+    assert invoke("check", "--fix", "--jobs", "2", "src").exit_code == 0
+    assert invoke("check", "--jobs", "2", "src").output == "All checks passed!\n"
