@@ -26,7 +26,9 @@ model that does not fit fails with a clear error instead of an out-of-memory in 
 loading. In a distributed-training script (one process per GPU: `Trainer`, `SFTTrainer`,
 `Accelerator`, `torch.distributed`, DeepSpeed, FSDP, `LOCAL_RANK`), `"auto"` is wrong: each process
 must load its copy onto its own GPU, with `device_map={"": PartialState().local_process_index}`.
-There the rule reports without a fix.
+There the rule reports without a fix. A config that sets `bnb_4bit_quant_storage` is the
+FSDP-QLoRA recipe (bitsandbytes 0.50 docs, "FSDP-QLoRA"): the model is loaded without a
+`device_map` and FSDP shards it, so the rule stays silent.
 
 ## Example
 ```python
@@ -68,6 +70,9 @@ No fix is offered in distributed-training files.
         for site in model.quantized_loads():
             if not site.device_map.absent:
                 continue
+            config = site.quantization.config if site.quantization else None
+            if config is not None and "bnb_4bit_quant_storage" in config.options.entries:
+                continue  # the FSDP-QLoRA recipe: FSDP shards the model, no device_map
             assert site.quantization is not None
             mode = MODE_LABELS.get(site.quantization.mode, "quantized")
             when = " (when quantization is enabled)" if site.quantization.conditional else ""
