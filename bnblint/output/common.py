@@ -65,6 +65,43 @@ def lines_by_file(results: Iterable[FileResult]) -> dict[str, list[str]]:
     return found
 
 
+def cells_by_file(results: Iterable[FileResult]) -> dict[str, dict[int, list[str]]]:
+    """Notebook filename -> code-cell number -> the cell's lines, for results with findings."""
+    from bnblint.documents import DocumentError, document_type
+
+    found: dict[str, dict[int, list[str]]] = {}
+    for result in results:
+        if not any(f.cell is not None for f in result.findings):
+            continue
+        text, kind = result_text(result), document_type(result.filename)
+        if text is None or kind is None:
+            continue
+        try:
+            document = kind.from_text(text)
+        except DocumentError:
+            continue
+        found[result.filename] = {
+            c.cell: split_lines(document.unmask(c.text))
+            for c in document.chunks
+            if c.cell is not None
+        }
+    return found
+
+
+class SourceLines:
+    """The lines each finding's positions refer to: its file's, or its notebook cell's."""
+
+    def __init__(self, results: Iterable[FileResult]) -> None:
+        results = list(results)
+        self.files = lines_by_file(results)
+        self.cells = cells_by_file(results)
+
+    def of(self, f: Finding) -> list[str]:
+        if f.cell is None:
+            return self.files.get(f.filename, [])
+        return self.cells.get(f.filename, {}).get(f.cell, [])
+
+
 def line_starts(lines: list[str]) -> list[int]:
     starts = [0]
     for line in lines:

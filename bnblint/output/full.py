@@ -7,7 +7,7 @@ from typing import TextIO
 
 from bnblint.diagnostics import Applicability, Finding
 from bnblint.output import Report
-from bnblint.output.common import apply_edits, lines_by_file, split_lines, strip_end
+from bnblint.output.common import SourceLines, apply_edits, split_lines, strip_end
 from bnblint.output.text import _fixed_summary, _summary, finding_line
 
 CONTEXT = 1  # source lines shown around the span
@@ -75,11 +75,12 @@ def _fix(f: Finding, lines: list[str]) -> list[str]:
 
 def render(report: Report, out: TextIO) -> None:
     findings = report.findings
-    sources = lines_by_file(report.results)
+    sources = SourceLines(report.results)
     for f in findings:
-        # A notebook cell's rows are not the file's: show no frame rather than a wrong one.
-        lines = sources.get(f.filename, []) if f.cell is None else []
-        block = [finding_line(f, report), *_frame(f, lines, report.color), *_fix(f, lines)]
+        lines = sources.of(f)
+        # A fix in a notebook may edit other cells too (an import): no diff of one cell.
+        fix_lines = lines if f.cell is None else []
+        block = [finding_line(f, report), *_frame(f, lines, report.color), *_fix(f, fix_lines)]
         out.write("\n".join(block) + "\n\n")
     _fixed_summary(report, out)
     _summary(report, findings, out)

@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 from bnblint.diagnostics import Finding, Level
 from bnblint.output import Report
-from bnblint.output.common import lines_by_file, relative_path, strip_end
+from bnblint.output.common import SourceLines, relative_path, strip_end
 
 SEVERITY = {Level.ERROR: "major", Level.WARNING: "minor"}
 
@@ -50,11 +50,11 @@ def issue(f: Finding, path: str, line: str, seen: set[str]) -> dict[str, Any]:
 
 def render(report: Report, out: TextIO) -> None:
     root = _root()
-    sources = lines_by_file(report.results)
+    sources = SourceLines(report.results)
     seen: set[str] = set()
     issues = []
     for f in report.findings:
-        lines = sources.get(f.filename, []) if f.cell is None else []
+        lines = sources.of(f)
         line = strip_end(lines[f.location.row - 1]) if f.location.row <= len(lines) else ""
         issues.append(issue(f, relative_path(f.filename, root), line, seen))
     for result in report.errors:
