@@ -295,8 +295,8 @@ def _renderer(output_format: str, statistics: bool, annotate: bool) -> Renderer:
 
 def _add_noqa(settings: Settings, paths: tuple[str, ...], jobs: int | None) -> None:
     """Suppress every current finding with a ``# noqa`` directive on its line, then exit."""
-    from bnblint.documents import document_type
-    from bnblint.noqa import add_noqa_directives
+    from bnblint.documents import DocumentError
+    from bnblint.pipeline import add_noqa
 
     report = Report()
     _check_paths(settings, paths, True, False, False, False, False, False, jobs, report)
@@ -304,9 +304,11 @@ def _add_noqa(settings: Settings, paths: tuple[str, ...], jobs: int | None) -> N
     for result in report.results:
         if not result.findings or result.source is None:
             continue
-        if document_type(result.filename) is not None:
-            continue  # notebooks and docs: positions are per cell or block, not yet supported
-        text, n = add_noqa_directives(result.source.text, result.findings)
+        try:
+            text, n = add_noqa(result.source.text, result.filename, settings)
+        except DocumentError as exc:
+            result.error = f"cannot add noqa: {exc}"
+            continue
         if not n:
             continue
         try:

@@ -310,3 +310,20 @@ def lint_document(
         (final.map_finding(f, final_program) for f in result.findings), key=Finding.sort_key
     )
     return result
+
+
+def add_noqa(text: str, filename: str, settings: Settings) -> tuple[str, int]:
+    """The text with a ``# noqa: CODE`` on the line of every current finding, and how many
+    directives were added; notebooks and docs get them inside their cells and blocks."""
+    from bnblint.documents import document_type
+    from bnblint.noqa import add_noqa_directives
+
+    kind = document_type(filename)
+    if kind is None:
+        return add_noqa_directives(text, lint_text(text, filename, settings).findings)
+    document = kind.from_text(text)
+    program = document.program
+    new_program, added = add_noqa_directives(
+        program, lint_text(program, filename, settings).findings
+    )
+    return (document.rebuild(new_program) if added else text), added

@@ -136,3 +136,19 @@ def test_notebook_masking_only_when_needed() -> None:
     assert nb.chunks[0].text == 's = """why?\n!not magic"""\n'  # valid Python: untouched
     assert nb.chunks[1].text.startswith("pass  # bnblint-mask")
     assert nb.rebuild(nb.program) == raw
+
+
+def test_add_noqa_in_cells_and_blocks(tmp_path: Path) -> None:
+    notebook = tmp_path / "nb.ipynb"
+    markdown = tmp_path / "t.md"
+    shutil.copy(FIXTURES / "notebooks" / "qlora_multi_cell.ipynb", notebook)
+    shutil.copy(FIXTURES / "docs" / "tutorial.md", markdown)
+    result = invoke("check", "--add-noqa", str(notebook), str(markdown))
+    assert result.exit_code == 0
+    assert invoke("check", str(notebook), str(markdown)).output == "All checks passed!\n"
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    assert cells[3]["source"][0] == "bnb_config = BitsAndBytesConfig(  # noqa: BNB002\n"
+    nbformat.validate(nbformat.reads(notebook.read_text(encoding="utf-8"), as_version=4))
+    assert "bnb_config = BitsAndBytesConfig(load_in_4bit=True)  # noqa: BNB002\n" in (
+        markdown.read_text()
+    )
