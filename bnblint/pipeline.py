@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     from bnblint.documents import Document
 
 MAX_FIX_PASSES = 5  # one fix can enable another; stop long before anything could cycle
-# Everything the analysis model holds starts at a call of one of these (a load, or a config).
-CANDIDATE_CALLS = frozenset({"from_pretrained", "pipeline", "BitsAndBytesConfig"})
 
 
 @dataclass
@@ -63,31 +61,53 @@ def has_candidate_call(text: str) -> bool:
 
 
 def candidate_tree(text: str) -> tuple[bool, ast.Module | None]:
-    """Cheap second filter: does the module call a load or a config at all? Also returns the
-    stdlib AST, which the analysis reuses to skip function bodies that cannot matter.
+    """Cheap second filter: does the module call a load or a config that can matter? Also
+    returns the stdlib AST, which the analysis reuses to skip function bodies.
 
     The stdlib parser is about 15x faster than LibCST's, and most files that mention a
-    bitsandbytes word only do so in docstrings, comments or definitions (measured on the
-    installed transformers package: 8 files pass the byte filter, 3 of them have a candidate
-    call). Unparsable text passes, so that LibCST reports the error.
+    bitsandbytes word only do so in docstrings, comments, definitions or calls that cannot
+    carry quantization. A candidate is a load (``X.from_pretrained``, ``pipeline``) with some
+    keyword or ``**`` argument, on a receiver that is not a tokenizer, processor or config by
+    name, or a ``BitsAndBytesConfig`` call with arguments (an argument-less one only matters
+    where it reaches a load). On the installed transformers package: 8 files pass the byte
+    filter, 1 has a candidate. Unparsable text passes, so that LibCST reports the error.
     """
     try:
         tree = parse_ast(text)
     except (SyntaxError, ValueError):
         return True, None
-    names = set(CANDIDATE_CALLS)
+    configs, pipelines = {"BitsAndBytesConfig"}, {"pipeline"}
     calls = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            names.update(a.asname for a in node.names if a.asname and a.name in CANDIDATE_CALLS)
+            for alias in node.names:
+                if alias.asname and alias.name == "BitsAndBytesConfig":
+                    configs.add(alias.asname)
+                elif alias.asname and alias.name == "pipeline":
+                    pipelines.add(alias.asname)
         elif isinstance(node, ast.Call):
-            calls.append(node.func)
-    for func in calls:
-        if isinstance(func, ast.Attribute) and func.attr in names:
+            calls.append(node)
+    for call in calls:
+        func = call.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+        if name in configs and (call.args or call.keywords):
             return True, tree
-        if isinstance(func, ast.Name) and func.id in names:
+        if not call.keywords:
+            continue  # a load without keywords or ** cannot be quantized
+        if name == "from_pretrained" and not _non_model(func):
+            return True, tree
+        if name in pipelines:
             return True, tree
     return False, tree
+
+
+def _non_model(func: ast.expr) -> bool:
+    """``AutoTokenizer.from_pretrained``, ``AutoConfig.from_pretrained``: never a model load."""
+    from bnblint.analysis.names import NON_MODEL_SUFFIXES
+
+    receiver = func.value if isinstance(func, ast.Attribute) else None
+    name = receiver.attr if isinstance(receiver, ast.Attribute) else getattr(receiver, "id", "")
+    return bool(name) and name.endswith(NON_MODEL_SUFFIXES)
 
 
 def fix_allowed(applicability: Applicability | None, unsafe_fixes: bool) -> bool:

@@ -73,8 +73,7 @@ def lint_paths(
             elif not may_matter(data, rules):
                 continue
             if early and pool is None:
-                # This process keeps a core busy reading files: one worker fewer.
-                pool = _pool(max(1, workers - 1))
+                pool = _pool(workers)
             if pool is not None:
                 futures.append(pool.submit(_lint_one, path, data, *args))
             else:

@@ -29,8 +29,16 @@ def test_candidate_call_filter() -> None:
     assert not has_candidate_call(doc_only)
     assert not has_candidate_call("class BitsAndBytesConfig:\n    load_in_4bit = True\n")
     assert has_candidate_call("m = A.from_pretrained('x', load_in_4bit=True)\n")
-    assert has_candidate_call("from transformers import BitsAndBytesConfig as B\nB()\n")
+    assert has_candidate_call("from transformers import BitsAndBytesConfig as B\nB(True)\n")
+    assert has_candidate_call("from transformers import pipeline as p\np('t', model_kwargs=k)\n")
+    assert has_candidate_call("m = A.from_pretrained('x', **kw)\n")
     assert has_candidate_call("def broken(:\n")  # let LibCST report the syntax error
+    # Calls that cannot carry quantization: no keywords, or a tokenizer/config receiver; an
+    # argument-less config matters only where a load (a candidate itself) receives it.
+    assert not has_candidate_call("m = A.from_pretrained('x')\n")
+    assert not has_candidate_call("t = AutoTokenizer.from_pretrained('x', use_fast=True)\n")
+    assert not has_candidate_call("c = transformers.AutoConfig.from_pretrained('x', **kw)\n")
+    assert not has_candidate_call("d = BitsAndBytesConfig().to_dict()\n")
 
 
 def test_docstring_mentions_are_not_reported_or_parsed() -> None:

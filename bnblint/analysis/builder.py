@@ -19,6 +19,7 @@ from typing import Union
 import libcst as cst
 
 from bnblint.analysis.model import LoadSite, ModelUse, ModuleModel, resolve_quantization
+from bnblint.analysis.names import FOREIGN_NAMES, FOREIGN_ROOTS, NON_MODEL_SUFFIXES
 from bnblint.analysis.relevance import FunctionIndex
 from bnblint.analysis.values import (
     TORCH_DTYPES,
@@ -47,20 +48,6 @@ BNB_CONFIG_NAMES = frozenset(
 )
 PIPELINE_IGNORED = frozenset({"load_in_4bit", "load_in_8bit", "quantization_config"})
 PIPELINE_NAMES = frozenset({"pipeline", "transformers.pipeline", "transformers.pipelines.pipeline"})
-# Loaders whose from_pretrained is not transformers' (their load_in_4bit is a real parameter, or
-# their bitsandbytes config is their own) and classes that never load weights.
-FOREIGN_ROOTS = frozenset(
-    {"unsloth", "diffusers", "optimum", "ipex_llm", "intel_extension_for_transformers", "vllm"}
-)
-FOREIGN_NAMES = frozenset({"FastLanguageModel", "FastModel", "FastVisionModel", "FastTextModel"})
-NON_MODEL_SUFFIXES = (
-    "Tokenizer",
-    "TokenizerFast",
-    "Processor",
-    "FeatureExtractor",
-    "ImageProcessor",
-    "Config",
-)
 # Methods that return the model itself, so ``M.from_pretrained(...).eval()`` is still the model.
 SELF_RETURNING = frozenset({"eval", "train", "requires_grad_", "cuda", "cpu", "to"})
 
