@@ -494,6 +494,7 @@ class ModelBuilder:
             kwargs = self.mapping_from_args(call.args, call, env)
             # pipeline() hands only model_kwargs (and its own device_map/dtype) to the model:
             # a quantization keyword given to pipeline() itself is silently ignored.
+            ignored = {k: e for k, e in kwargs.entries.items() if k in PIPELINE_IGNORED}
             kwargs = Mapping(
                 {k: e for k, e in kwargs.entries.items() if k not in PIPELINE_IGNORED},
                 kwargs.node,
@@ -513,6 +514,7 @@ class ModelBuilder:
                 kwargs = Mapping(entries, call, complete)
             site = LoadSite(call, "pipeline", "transformers.pipeline", kwargs, self.scopes[-1])
             site.model_kwargs = inner
+            site.ignored = ignored
             return site
         return None
 

@@ -104,6 +104,8 @@ class LoadSite:
     # pipeline(model_kwargs=...) as evaluated, when it is a known mapping: its entries (also in
     # ``kwargs``) reach the model's from_pretrained; the pipeline's own keywords do not.
     model_kwargs: Mapping | None = None
+    # Quantization keywords given to pipeline() itself, which never reach the model.
+    ignored: dict[str, Entry] = field(default_factory=dict)
     # The nested blocks (ids of the function/class body and of each if/for/while/try/with/match
     # suite) the call is in; a statement with the same ``block`` runs exactly when it does.
     block: tuple[int, ...] = ()

@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from bnblint.analysis.model import LoadSite, ModuleModel
+from bnblint.analysis.values import BnbConfig, Entry, Literal, flatten
+from bnblint.diagnostics import (
+    AddDictEntry,
+    AddKeyword,
+    Applicability,
+    Diagnostic,
+    Fix,
+    Level,
+    Operation,
+    RemoveKeyword,
+)
+from bnblint.rules.base import Rule, RuleContext
+
+
+class PipelineIgnoredQuantization(Rule):
+    code = "BNB010"
+    name = "pipeline-ignored-quantization"
+    summary = "quantization keyword given to `pipeline()` itself, where the model never sees it"
+    level = Level.WARNING
+    words = (b"BitsAndBytesConfig", b"load_in_4bit", b"load_in_8bit")
+    docs = """
+## What it does
+Finds a bitsandbytes `quantization_config=`, `load_in_4bit=` or `load_in_8bit=` given to
+`transformers.pipeline(...)` itself (written in the call or in a `**kwargs` dict it receives)
+instead of inside `model_kwargs={...}`.
+
+## Why is this bad?
+`pipeline()` hands the model only `model_kwargs` and its own `device_map` and `dtype`; every
+other keyword goes to the pipeline class. The model is loaded unquantized, in full precision,
+with no error and no warning: the memory the quantization was meant to save is used anyway.
+
+## Example
+```python
+from transformers import BitsAndBytesConfig, pipeline
+
+pipe = pipeline(
+    "text-generation",
+    model="meta-llama/Llama-3.1-8B-Instruct",
+    quantization_config=BitsAndBytesConfig(load_in_4bit=True),
+)
+```
+
+## Use instead
+```python
+from transformers import BitsAndBytesConfig, pipeline
+
+pipe = pipeline(
+    "text-generation",
+    model="meta-llama/Llama-3.1-8B-Instruct",
+    model_kwargs={"quantization_config": BitsAndBytesConfig(load_in_4bit=True)},
+)
+```
+
+## Fix safety
+Unsafe: the fix moves the keywords into `model_kwargs` (adding it, or extending a literal one
+written in the call), so the model starts being quantized: less memory, different numerics and
+speed. Offered only when every such keyword is written in the call itself.
+
+## Evidence
+transformers 5.24.0, bitsandbytes 0.50.2, torch 2.13.0 on CPU (`evidence/repro_bnb010.json`,
+`evidence/repro_bnb010.py`), a text-generation pipeline on a tiny Llama: with
+`quantization_config=BitsAndBytesConfig(load_in_4bit=True)` or `load_in_4bit=True` given to
+`pipeline()` every linear layer stayed a plain `Linear`, with no warning; the same config in
+`model_kwargs` gave `Linear4bit` layers. The transformers 5.24.0 source of `pipeline()` passes
+its remaining keywords to the pipeline class, not to `from_pretrained`.
+"""
+
+    def check(self, model: ModuleModel, context: RuleContext) -> Iterator[Diagnostic]:
+        for site in model.loads:
+            if site.api != "pipeline":
+                continue
+            keys = [k for k, e in site.ignored.items() if _quantizes(k, e)]
+            if not keys:
+                continue
+            first = site.ignored[keys[0]]
+            named = ", ".join(f"`{k}`" for k in keys)
+            message = (
+                f"{named} given to `pipeline()` itself never reaches the model: it loads "
+                "unquantized, with no warning; pass it in `model_kwargs={...}`"
+            )
+            yield Diagnostic(self.code, message, first.node, site, _fix(site, keys, model))
+
+
+def _quantizes(key: str, entry: Entry) -> bool:
+    """A bitsandbytes config, or a load_in_* flag that is not literally False or None."""
+    values = flatten(entry.value)
+    if key == "quantization_config":
+        return any(isinstance(v, BnbConfig) for v in values)
+    return not all(isinstance(v, Literal) and v.value in (False, None) for v in values)
+
+
+def _fix(site: LoadSite, keys: list[str], model: ModuleModel) -> Fix | None:
+    import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
+
+    call = site.call
+    args = {a.keyword.value: a for a in call.args if a.keyword is not None}
+    if any(args.get(k) is not site.ignored[k].node for k in keys):
+        return None  # some come from a **kwargs dict: report only
+    moved = {k: model.module.code_for_node(args[k].value) for k in keys}
+    ops: list[Operation] = [RemoveKeyword(call, k) for k in keys]
+    written = args.get("model_kwargs")
+    if written is None:
+        inner = ", ".join(f'"{k}": {v}' for k, v in moved.items())
+        ops.append(AddKeyword(call, "model_kwargs", "{" + inner + "}"))
+    elif isinstance(written.value, cst.Dict) and not any(
+        isinstance(e, cst.DictElement)
+        and isinstance(e.key, cst.SimpleString)
+        and e.key.evaluated_value in moved
+        for e in written.value.elements
+    ):
+        ops.extend(AddDictEntry(written.value, k, v) for k, v in moved.items())
+    else:
+        return None  # model_kwargs is a variable, or already sets these keys
+    return Fix("Move into `model_kwargs`", Applicability.UNSAFE, tuple(ops))
