@@ -10,16 +10,12 @@ import ast
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 from bnblint.diagnostics import Applicability, Diagnostic, Finding, Location, Operation
 from bnblint.noqa import noqa_lines, suppressed
 from bnblint.rules import Rule
 from bnblint.settings import Settings
 from bnblint.source import SourceFile
-
-if TYPE_CHECKING:
-    from bnblint.documents import Document
 
 MAX_FIX_PASSES = 5  # one fix can enable another; stop long before anything could cycle
 
@@ -110,6 +106,11 @@ def _non_model(func: ast.expr) -> bool:
     return bool(name) and name.endswith(NON_MODEL_SUFFIXES)
 
 
+def _can_fire(text: str, rules: Sequence[type[Rule]]) -> bool:
+    """The byte prefilter, on text (stdin, editors, documents)."""
+    return bool(rules) and any(w.decode() in text for w in words_for(rules))
+
+
 def fix_allowed(applicability: Applicability | None, unsafe_fixes: bool) -> bool:
     if applicability is Applicability.SAFE:
         return True
@@ -198,7 +199,7 @@ def lint_text(
     if rules is None:
         rules = settings.rules_for(filename)
     result = FileResult(filename)
-    if not rules or not any(w.decode() in text for w in words_for(rules)):
+    if not _can_fire(text, rules):
         return result
     candidate, tree = candidate_tree(text)
     if not candidate:
@@ -259,56 +260,25 @@ def lint_source(
     want_edits: bool = False,
     rules: Sequence[type[Rule]] | None = None,
 ) -> FileResult:
-    """Any supported file by its name: ``.py`` directly, notebooks and docs as documents."""
+    """Any supported file by its name: ``.py`` directly; a notebook or a text document as its
+    program, whose positions are mapped back to cells or file lines and whose fixed program is
+    written back into them."""
     from bnblint.documents import DocumentError, document_type
 
     kind = document_type(filename)
-    if kind is None:
-        return lint_text(
-            text,
-            filename,
-            settings,
-            fix=fix,
-            unsafe_fixes=unsafe_fixes,
-            want_edits=want_edits,
-            rules=rules,
-        )
-    if rules is None:
-        rules = settings.rules_for(filename)
-    if not rules or not any(w.decode() in text for w in words_for(rules)):
-        return FileResult(filename)
-    try:
-        document = kind.from_text(text)
-    except DocumentError as exc:
-        return FileResult(filename, error=f"cannot parse: {exc}")
-    return lint_document(
-        document,
-        filename,
-        settings,
-        fix=fix,
-        unsafe_fixes=unsafe_fixes,
-        want_edits=want_edits,
-        rules=rules,
-    )
-
-
-def lint_document(
-    document: Document,
-    filename: str,
-    settings: Settings,
-    *,
-    fix: bool = False,
-    unsafe_fixes: bool = False,
-    want_edits: bool = False,
-    rules: Sequence[type[Rule]] | None = None,
-) -> FileResult:
-    """Lint a notebook or text document: its program goes through ``lint_text``, positions
-    are mapped back to cells or file lines, and a fixed program is written back into them."""
-    from bnblint.documents import DocumentError
-
-    program = document.program
+    document = None
+    if kind is not None:
+        if rules is None:
+            rules = settings.rules_for(filename)
+        if not _can_fire(text, rules):
+            return FileResult(filename)  # a broken file that cannot matter is not an error
+        try:
+            document = kind.from_text(text)
+        except DocumentError as exc:
+            return FileResult(filename, error=f"cannot parse: {exc}")
+        text = document.program
     result = lint_text(
-        program,
+        text,
         filename,
         settings,
         fix=fix,
@@ -316,14 +286,16 @@ def lint_document(
         want_edits=want_edits,
         rules=rules,
     )
-    final, final_program = document, program
+    if document is None:
+        return result
+    final, final_program = document, text
     if result.fixed_text is not None:
         try:
             new_text = document.rebuild(result.fixed_text)
             final = type(document).from_text(new_text)
         except DocumentError as exc:
             return FileResult(filename, error=f"cannot fix: {exc}")
-        result.fixed = [document.map_finding(f, program) for f in result.fixed]
+        result.fixed = [document.map_finding(f, text) for f in result.fixed]
         result.fixed_text = new_text
         final_program = final.program
     result.findings = sorted(
