@@ -7,6 +7,7 @@ import pytest
 
 from bnblint.analysis.builder import build_model
 from bnblint.analysis.model import LoadSite, ModuleModel, State
+from bnblint.analysis.values import Overridden
 
 HEAD = "import torch\nfrom transformers import AutoModelForCausalLM, BitsAndBytesConfig\n"
 
@@ -89,13 +90,75 @@ def test_branches_join_into_conditional_quantization() -> None:
     assert site.quantization is not None and site.quantization.conditional
 
 
-def test_different_configs_on_branches_are_unknown() -> None:
-    site = only_site(
+def test_different_configs_on_branches_are_one_site_each() -> None:
+    loads = model_of(
         "import sys\nif sys.argv[1:]:\n    c = BitsAndBytesConfig(load_in_4bit=True)\n"
         "else:\n    c = BitsAndBytesConfig(load_in_8bit=True)\n"
         "AutoModelForCausalLM.from_pretrained('x', quantization_config=c)\n"
+    ).loads
+    assert [s.quantization.mode for s in loads if s.quantization] == ["4bit", "8bit"]
+    assert all(s.quantization and s.quantization.conditional for s in loads)
+    assert loads[0].call is loads[1].call
+
+
+def test_default_rebuilt_in_body_reaches_the_load() -> None:
+    site = only_site(
+        "def build(p, quantization_config=None):\n"
+        "    if quantization_config is None:\n"
+        "        quantization_config = BitsAndBytesConfig(load_in_4bit=True)\n"
+        "    return AutoModelForCausalLM.from_pretrained(\n"
+        "        p, quantization_config=quantization_config)\n"
     )
-    assert site.quantization_state is State.UNKNOWN
+    assert site.quantization is not None and site.quantization.mode == "4bit"
+    assert site.quantization.conditional  # a caller may pass its own config
+
+
+def test_unknown_merge_keeps_keys_but_not_values() -> None:
+    site = only_site(
+        "def f(p, opts):\n"
+        "    kw = {'load_in_8bit': True, 'device_map': 'auto'}\n"
+        "    kw.update(opts)\n"
+        "    kw['dtype'] = torch.float16\n"
+        "    return AutoModelForCausalLM.from_pretrained(p, **kw)\n"
+    )
+    entries = site.kwargs.entries
+    assert set(entries) == {"load_in_8bit", "device_map", "dtype"}
+    assert isinstance(entries["load_in_8bit"].value, Overridden)
+    assert site.known_dtype is not None and site.known_dtype.name == "float16"
+    assert not site.kwargs.complete
+
+
+def test_pop_and_del_remove_keys_on_their_path() -> None:
+    site = only_site(
+        "kw = {'load_in_8bit': True, 'device_map': 'auto', 'x': 1}\n"
+        "kw.pop('load_in_8bit')\ndel kw['x']\n"
+        "AutoModelForCausalLM.from_pretrained('m', **kw)\n"
+    )
+    assert set(site.kwargs.entries) == {"device_map"} and site.kwargs.complete
+
+
+def test_instance_attribute_set_in_init_reaches_another_method() -> None:
+    site = only_site(
+        "class Loader:\n"
+        "    def __init__(self, path):\n"
+        "        self.path = path\n"
+        "        self.model_args = {'load_in_4bit': True}\n"
+        "    def load(self):\n"
+        "        return AutoModelForCausalLM.from_pretrained(self.path, **self.model_args)\n"
+    )
+    assert "load_in_4bit" in site.kwargs.entries and site.kwargs.complete
+
+
+def test_project_class_without_transformers_base_is_not_a_loader() -> None:
+    model = model_of(
+        "from mylib import Loader\n"
+        "class Mine:\n    pass\n"
+        "Loader.from_pretrained('x', load_in_4bit=True)\n"
+        "Mine.from_pretrained('x', load_in_4bit=True)\n"
+        "class Chat(AutoModelForCausalLM):\n    pass\n"
+        "Chat.from_pretrained('x', load_in_4bit=True)\n"
+    )
+    assert [s.receiver for s in model.loads] == ["transformers.AutoModelForCausalLM"]
 
 
 def test_helper_function_and_module_config_in_function() -> None:

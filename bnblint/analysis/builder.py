@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterable, Sequence
-from typing import Union
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Union
 
 import libcst as cst
 
@@ -25,18 +26,25 @@ from bnblint.analysis.values import (
     TORCH_DTYPES,
     BnbConfig,
     Choice,
+    ClassValue,
     Dtype,
     Entry,
     Function,
+    Instance,
     Literal,
     LoadResult,
     Mapping,
     OtherConfig,
+    Overridden,
     Symbol,
     Unknown,
     Value,
     flatten,
+    is_none,
 )
+
+if TYPE_CHECKING:
+    from bnblint.project import Project
 
 BNB_CONFIG_NAMES = frozenset(
     {
@@ -53,6 +61,24 @@ SELF_RETURNING = frozenset({"eval", "train", "requires_grad_", "cuda", "cpu", "t
 
 UNBOUND = Unknown(None, "possibly unbound")
 NONE = Literal(None, None)
+# Roots of the packages whose from_pretrained is transformers' own loader (PEFT's AutoPeftModel*
+# and TRL's value-head models forward the load keywords to it).
+LOADER_ROOTS = frozenset({"transformers", "peft", "trl"})
+# How deep calls with known arguments are followed (f -> g -> h), and how many times one function
+# is re-walked with the arguments of different calls.
+MAX_CALL_DEPTH = 4
+MAX_SPECIALIZATIONS = 12
+# Methods walked first in a class: they set the instance attributes the others read.
+INIT_METHODS = ("__init__", "__post_init__", "setup")
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One call on the way to a load: ``name()`` called at ``call`` in ``builder``'s module."""
+
+    name: str
+    call: cst.Call
+    builder: ModelBuilder
 
 Scope = Union[cst.Module, cst.FunctionDef, cst.ClassDef]
 
@@ -126,10 +152,29 @@ class _CallFinder(cst.CSTVisitor):
 
 
 class ModelBuilder:
-    def __init__(self, module: cst.Module, source: str, index: FunctionIndex | None = None) -> None:
+    def __init__(
+        self,
+        module: cst.Module,
+        source: str,
+        index: FunctionIndex | None = None,
+        project: Project | None = None,
+        path: str | None = None,
+    ) -> None:
         self.module = module
         self.source = source
         self.index = index
+        self.project = project
+        self.path = path  # the file, as the project names it
+        self.module_name = project.module_name(path) if project is not None and path else None
+        self.is_package = bool(path) and str(path).endswith("__init__.py")
+        self.module_env: Env | None = None
+        # The builder whose model collects what calls with known arguments find: the document
+        # being analysed, even while a function of another module runs.
+        self.sink: ModelBuilder = self
+        self.via: tuple[Hop, ...] = ()
+        self.specializations: dict[int, int] = {}
+        self.class_values: dict[int, ClassValue] = {}
+        self.current_class: ClassValue | None = None
         self.paths: dict[int, tuple[str, ...]] = {}  # def/class node -> its FunctionIndex path
         self.loads: list[LoadSite] = []
         self.uses: list[ModelUse] = []
@@ -147,23 +192,22 @@ class ModelBuilder:
     # -- driver ---------------------------------------------------------------------------
 
     def build(self) -> ModuleModel:
-        module_env = Env()
+        module_env = self.module_env = Env()
         self.scopes.append(self.module)
         self.block(self.module.body, module_env)
         interesting = _interesting_names(module_env)
         while self.pending:
             node, parent = self.pending.pop(0)
             if isinstance(node, cst.FunctionDef):
-                if self.index is None or self.index.may_matter(
-                    self.paths.get(id(node), ()), interesting
+                fn = self.function(node)
+                if (
+                    fn.cls is not None
+                    or self.index is None
+                    or self.index.may_matter(self.paths.get(id(node), ()), interesting)
                 ):
                     self.run_function(node, parent)
             else:
-                self.scopes.append(node)
-                self.blocks = [id(node)]
-                self.block(node.body.body, Env(parent))
-                self.blocks = []
-                self.scopes.pop()
+                self.run_class(node, parent)
         torch_alias = None
         for name, value in module_env.vars.items():
             if qualname(value) == "torch" and (torch_alias is None or name == "torch"):
@@ -184,18 +228,85 @@ class ModelBuilder:
             module_names,
         )
 
+    def run_class(self, node: cst.ClassDef, parent: Env) -> None:
+        cls = self.class_value(node)
+        self.scopes.append(node)
+        self.blocks = [id(node)]
+        env = Env(parent)
+        outer, self.current_class = self.current_class, cls
+        first = len(self.pending)
+        self.block(node.body.body, env)
+        self.current_class = outer
+        self.blocks = []
+        self.scopes.pop()
+        for name, value in env.vars.items():
+            cls.attrs[name] = value
+        # Methods see the enclosing scope, not the class body; the ones that set instance
+        # attributes run first, so the others read what they set.
+        methods = self.pending[first:]
+        del self.pending[first:]
+        methods.sort(key=lambda m: _init_rank(m[0]))
+        self.pending.extend((m, parent) for m, _ in methods)
+
+    def class_value(self, node: cst.ClassDef) -> ClassValue:
+        value = self.class_values.get(id(node))
+        if value is None:
+            value = ClassValue(node.name.value, node, owner=self, module=self.module_name)
+            self.class_values[id(node)] = value
+        return value
+
+    def bind_params(
+        self,
+        fn: Function,
+        env: Env,
+        args: Sequence[Value] | None = None,
+        kwargs: dict[str, Entry] | None = None,
+        bound_self: Value | None = None,
+        exact: bool = True,
+    ) -> None:
+        """Bind parameters: to the call's arguments when known, else to what the function
+        itself says of them (a default may be what arrives; ``**kwargs`` is an open mapping
+        whose keys this body may write)."""
+        node = fn.node
+        params = node.params
+        positional = [*params.posonly_params, *params.params]
+        known = args is not None and kwargs is not None and exact
+        given = list(args or ())
+        named = dict(kwargs or {})
+        if fn.cls is not None and positional and not _is_static(node):
+            first = positional.pop(0)
+            env.vars[first.name.value] = (
+                bound_self if bound_self is not None else Instance(fn.cls, first)
+            )
+        kwonly = list(params.kwonly_params)
+        for i, p in enumerate((*positional, *kwonly)):
+            name = p.name.value
+            if i < len(positional) and given:
+                env.vars[name] = given.pop(0)
+            elif name in named:
+                env.vars[name] = named.pop(name).value
+            elif known and p.default is not None:
+                env.vars[name] = self.eval(p.default, env)  # a known call that omits it
+            elif p.default is not None:
+                default = self.eval(p.default, env)
+                env.vars[name] = Choice((default, Unknown(p, "a parameter")), p)
+            else:
+                env.vars[name] = Unknown(p, "a parameter")
+        if isinstance(params.star_arg, cst.Param):
+            env.vars[params.star_arg.name.value] = Unknown(params.star_arg, "a parameter")
+        star = params.star_kwarg
+        if isinstance(star, cst.Param):
+            # The caller's keywords, where the caller wrote them; open unless the call is known
+            # completely.
+            env.vars[star.name.value] = Mapping(dict(named), star, complete=known)
+
     def run_function(self, node: cst.FunctionDef, parent: Env) -> list[Value]:
         fn = self.function(node)
         if id(node) in self.done_functions or id(node) in self.running:
             return fn.returns
         self.running.add(id(node))
         env = Env(parent)
-        params = node.params
-        for p in (*params.posonly_params, *params.params, *params.kwonly_params):
-            env.vars[p.name.value] = Unknown(p, "a parameter")
-        for star in (params.star_arg, params.star_kwarg):
-            if isinstance(star, cst.Param):
-                env.vars[star.name.value] = Unknown(star, "a parameter")
+        self.bind_params(fn, env)
         self.returns.append(fn.returns)
         self.scopes.append(node)
         blocks, self.blocks = self.blocks, [id(node)]  # a call runs it from elsewhere
@@ -208,10 +319,50 @@ class ModelBuilder:
         self.done_functions.add(id(node))
         return fn.returns
 
+    def run_specialized(
+        self,
+        fn: Function,
+        args: Sequence[Value],
+        kwargs: dict[str, Entry],
+        hop: Hop,
+        sink: ModelBuilder,
+        bound_self: Value | None = None,
+        exact: bool = True,
+    ) -> list[Value] | None:
+        """Walk ``fn`` again with a known call's arguments. The load sites it meets are new
+        sites (the same call, other keywords) collected by ``sink``, remembering ``hop``."""
+        node = fn.node
+        count = self.specializations.get(id(node), 0)
+        if (
+            id(node) in self.running
+            or count >= MAX_SPECIALIZATIONS
+            or len(sink.via) >= MAX_CALL_DEPTH
+        ):
+            return None
+        self.specializations[id(node)] = count + 1
+        saved = (self.sites, self.sink, self.via, self.returns, self.blocks, self.pending)
+        self.sites, self.sink, self.via = {}, sink, (*sink.via, hop)
+        self.returns, self.blocks, self.pending = [[]], [id(node)], []
+        sink_via, sink.via = sink.via, self.via
+        self.running.add(id(node))
+        env = Env(self.def_envs.get(id(node), self.module_env))
+        try:
+            self.bind_params(fn, env, args, kwargs, bound_self, exact)
+            self.scopes.append(node)
+            body = node.body
+            self.block(body.body if isinstance(body, cst.IndentedBlock) else [body], env)
+            self.scopes.pop()
+            returns = self.returns[0]
+        finally:
+            self.running.discard(id(node))
+            sink.via = sink_via
+            self.sites, self.sink, self.via, self.returns, self.blocks, self.pending = saved
+        return returns
+
     def function(self, node: cst.FunctionDef) -> Function:
         fn = self.functions.get(id(node))
         if fn is None:
-            fn = self.functions[id(node)] = Function(node)
+            fn = self.functions[id(node)] = Function(node, owner=self, cls=self.current_class)
         return fn
 
     # -- statements -----------------------------------------------------------------------
@@ -232,8 +383,9 @@ class ModelBuilder:
         elif isinstance(stmt, cst.If):
             self.scan(stmt.test, env)
             then = env.copy()
-            self.suite(stmt.body, then)
             other = env.copy()
+            self.narrow(stmt.test, then, other)
+            self.suite(stmt.body, then)
             if stmt.orelse is not None:
                 if isinstance(stmt.orelse, cst.If):
                     self.statement(stmt.orelse, other)
@@ -284,7 +436,9 @@ class ModelBuilder:
             self.paths[id(stmt)] = (*self.paths.get(id(self.scopes[-1]), ()), stmt.name.value)
             self.pending.append((stmt, env))
         elif isinstance(stmt, cst.ClassDef):
-            env.vars[stmt.name.value] = Unknown(stmt, "a class")
+            cls = self.class_value(stmt)
+            cls.bases = tuple(self.eval(b.value, env) for b in stmt.bases if b.keyword is None)
+            env.vars[stmt.name.value] = cls
             self.paths[id(stmt)] = (*self.paths.get(id(self.scopes[-1]), ()), stmt.name.value)
             self.pending.append((stmt, env))
         elif isinstance(stmt, cst.Match):
@@ -327,6 +481,9 @@ class ModelBuilder:
         elif isinstance(stmt, cst.ImportFrom):
             if stmt.relative or stmt.module is None:
                 base = "." * len(stmt.relative) + (_dotted(stmt.module) if stmt.module else "")
+                absolute = self.absolute(len(stmt.relative), stmt.module)
+                if absolute is not None:
+                    base = absolute
             else:
                 base = _dotted(stmt.module)
             if isinstance(stmt.names, cst.ImportStar):
@@ -340,7 +497,53 @@ class ModelBuilder:
                 value = NONE if stmt.value is None else self.eval(stmt.value, env)
                 self.returns[-1].append(value)
         elif isinstance(stmt, cst.Del):
-            self.bind_unknown(stmt.target, env)
+            targets = stmt.target.elements if isinstance(stmt.target, cst.Tuple) else None
+            for target in [e.value for e in targets] if targets else [stmt.target]:
+                if isinstance(target, cst.Subscript) and isinstance(target.value, cst.Name):
+                    key = _subscript_key(target)
+                    name = target.value.value
+                    if key is None:
+                        self.invalidate(name, env.lookup(name), env)
+                    else:
+                        self.remove_key(name, env.lookup(name), key, env)
+                else:
+                    self.bind_unknown(target, env)
+
+    def absolute(self, level: int, module: cst.Attribute | cst.Name | None) -> str | None:
+        """The absolute name of ``from <dots><module> import ...`` in this module's package."""
+        if self.module_name is None:
+            return None
+        parts = self.module_name.split(".")
+        keep = len(parts) - level + (1 if self.is_package else 0)
+        if keep < 1:
+            return None
+        base = ".".join(parts[:keep])
+        return f"{base}.{_dotted(module)}" if module is not None else base
+
+    def narrow(self, test: cst.BaseExpression, then: Env, other: Env) -> None:
+        """``if x is None`` / ``if x is not None`` / ``if x`` / ``if not x``: on each branch,
+        ``x`` is only what it can be there (a parameter's default rebuilt in the body)."""
+        negate = False
+        while isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
+            negate = not negate
+            test = test.expression
+        if isinstance(test, cst.Name) and test.value not in ("True", "False", "None"):
+            # The branch where ``x`` is true excludes None; the other may hold any falsy value.
+            _narrow_to(other if negate else then, test.value, none=False)
+            return
+        if not (
+            isinstance(test, cst.Comparison)
+            and isinstance(test.left, cst.Name)
+            and len(test.comparisons) == 1
+            and isinstance(test.comparisons[0].comparator, cst.Name)
+            and test.comparisons[0].comparator.value == "None"
+            and isinstance(test.comparisons[0].operator, (cst.Is, cst.IsNot))
+        ):
+            return
+        none_on_then = isinstance(test.comparisons[0].operator, cst.Is) != negate
+        none_env, rest_env = (then, other) if none_on_then else (other, then)
+        _narrow_to(none_env, test.left.value, none=True)
+        _narrow_to(rest_env, test.left.value, none=False)
 
     def bind(self, target: cst.BaseExpression, value: Value, env: Env) -> None:
         if isinstance(target, cst.Name):
@@ -377,6 +580,17 @@ class ModelBuilder:
             container = env.lookup(name)
             if isinstance(container, BnbConfig) and not container.is_dict:
                 env.vars[name] = container.with_option(target.attr.value, Entry(value, stmt))
+            elif isinstance(container, Instance):
+                # self.model_args = {...}: what any method of the class may read later
+                container.cls.instance_attrs.setdefault(target.attr.value, []).append(value)
+        elif (
+            isinstance(target, cst.Subscript)
+            and isinstance(target.value, cst.Attribute)
+            and isinstance(target.value.value, cst.Name)
+        ):
+            container = env.lookup(target.value.value.value)
+            if isinstance(container, Instance):
+                container.cls.mutated.add(target.value.attr.value)
         else:
             self.bind_unknown(target, env)
 
@@ -386,19 +600,39 @@ class ModelBuilder:
         elif isinstance(container, BnbConfig) and container.is_dict:
             env.vars[name] = container.with_option(key, entry)
 
-    def invalidate(self, name: str, container: Value | None, env: Env) -> None:
-        """A mutation the analysis cannot follow: absent keys may now be present."""
+    def remove_key(self, name: str, container: Value | None, key: str, env: Env) -> None:
+        """``kw.pop("k")`` / ``del kw["k"]``: the key is gone on this path."""
         if isinstance(container, Mapping):
-            env.vars[name] = Mapping(container.entries, container.node, complete=False)
+            entries = {k: e for k, e in container.entries.items() if k != key}
+            env.vars[name] = Mapping(entries, container.node, container.complete)
+        elif isinstance(container, BnbConfig):
+            entries = {k: e for k, e in container.options.entries.items() if k != key}
+            options = Mapping(entries, container.options.node, container.options.complete)
+            env.vars[name] = BnbConfig(options, container.node, container.is_dict)
+
+    def invalidate(self, name: str, container: Value | None, env: Env) -> None:
+        """A mutation the analysis cannot follow (an unknown merge or key): absent keys may now
+        be present, and the values of present keys may have been replaced."""
+        if isinstance(container, Mapping):
+            env.vars[name] = _opened(container)
         elif isinstance(container, BnbConfig):
             env.vars[name] = BnbConfig(
-                Mapping(container.options.entries, container.options.node, complete=False),
-                container.node,
-                container.is_dict,
+                _opened(container.options), container.node, container.is_dict
             )
 
     def mutation(self, expr: cst.BaseExpression, env: Env) -> None:
         """``kw.update(...)``, ``kw.setdefault(...)`` and other in-place changes of a dict."""
+        if (
+            isinstance(expr, cst.Call)
+            and isinstance(expr.func, cst.Attribute)
+            and isinstance(expr.func.value, cst.Attribute)
+            and isinstance(expr.func.value.value, cst.Name)
+            and expr.func.attr.value in {"update", "setdefault", "pop", "clear", "__setitem__"}
+        ):
+            owner = env.lookup(expr.func.value.value.value)
+            if isinstance(owner, Instance):  # self.kw.update(...): the attribute is open
+                owner.cls.mutated.add(expr.func.value.attr.value)
+            return
         if not (
             isinstance(expr, cst.Call)
             and isinstance(expr.func, cst.Attribute)
@@ -412,10 +646,10 @@ class ModelBuilder:
         method = expr.func.attr.value
         if method == "update":
             update = self.mapping_from_args(expr.args, expr, env, positional=True)
-            for key, entry in update.entries.items():
-                self.set_key(name, env.lookup(name), key, entry, env)
             if not update.complete:
                 self.invalidate(name, env.lookup(name), env)
+            for key, entry in update.entries.items():
+                self.set_key(name, env.lookup(name), key, entry, env)
         elif method == "setdefault" and expr.args:
             key_value = self.eval(expr.args[0].value, env)
             current = env.lookup(name)
@@ -426,6 +660,12 @@ class ModelBuilder:
                     self.set_key(name, current, key_value.value, Entry(default, expr), env)
             else:
                 self.invalidate(name, current, env)
+        elif method == "pop" and expr.args:
+            key_value = self.eval(expr.args[0].value, env)
+            if isinstance(key_value, Literal) and isinstance(key_value.value, str):
+                self.remove_key(name, container, key_value.value, env)
+            else:
+                self.invalidate(name, container, env)
         elif method in {"pop", "clear", "popitem", "__setitem__"}:
             self.invalidate(name, container, env)
 
@@ -442,13 +682,14 @@ class ModelBuilder:
             site = self.load_site(call, env)
             if site is not None:
                 site.block = tuple(self.blocks)
+                site.via = self.via
                 self.sites[id(call)] = site
-                self.loads.append(site)
-                resolve_quantization(site)
+                for variant in _variants(site):
+                    self.sink.loads.append(variant)
             elif isinstance(call.func, cst.Attribute):
                 receiver = self.eval(call.func.value, env)
                 if isinstance(receiver, LoadResult):
-                    self.uses.append(self.model_use(receiver, call, env, statement))
+                    self.sink.uses.append(self.model_use(receiver, call, env, statement))
 
     def model_use(
         self, receiver: LoadResult, call: cst.Call, env: Env, statement: cst.CSTNode | None
@@ -481,11 +722,21 @@ class ModelBuilder:
         func = call.func
         if isinstance(func, cst.Attribute) and func.attr.value == "from_pretrained":
             receiver = self.eval(func.value, env)
+            if isinstance(receiver, Instance):
+                receiver = receiver.cls  # cls.from_pretrained(...) in a classmethod
+            if isinstance(receiver, ClassValue):
+                # A project class loads with transformers' loader only if it derives from a
+                # transformers (or PEFT) class, directly or through project classes.
+                bases = [b for b in receiver.external_bases() if _loader_name(b)]
+                if not bases:
+                    return None
+                receiver = Symbol(bases[0], func.value)
             name = qualname(receiver)
-            if name is not None and _foreign(name):
+            if name is not None and (_foreign(name) or not _loader_name(name)):
                 return None
             if isinstance(receiver, Choice) and any(
-                _foreign(qualname(o) or "") for o in receiver.options
+                _foreign(qualname(o) or "") or not _loader_name(qualname(o) or "x")
+                for o in receiver.options
             ):
                 return None
             kwargs = self.mapping_from_args(call.args, call, env)
@@ -525,14 +776,24 @@ class ModelBuilder:
             if node.value in ("True", "False", "None"):
                 return Literal({"True": True, "False": False, "None": None}[node.value], node)
             value = env.lookup(node.value)
-            return Symbol(node.value, node) if value is None else value
+            if value is None:
+                return Symbol(node.value, node)
+            return self.resolve(value) if isinstance(value, Symbol) else value
         if isinstance(node, cst.Attribute):
             base = self.eval(node.value, env)
+            attr = node.attr.value
             if isinstance(base, Symbol):
-                name = f"{base.qualname}.{node.attr.value}"
-                if base.qualname == "torch" and node.attr.value in TORCH_DTYPES:
-                    return Dtype(TORCH_DTYPES[node.attr.value], node)
-                return Symbol(name, node)
+                name = f"{base.qualname}.{attr}"
+                if base.qualname == "torch" and attr in TORCH_DTYPES:
+                    return Dtype(TORCH_DTYPES[attr], node)
+                return self.resolve(Symbol(name, node))
+            if isinstance(base, Instance):
+                return self.instance_attr(base.cls, attr, node)
+            if isinstance(base, ClassValue):
+                for cls in base.mro():
+                    if attr in cls.attrs:
+                        return cls.attrs[attr]
+                return Unknown(node)
             return Unknown(node)
         if isinstance(node, (cst.SimpleString, cst.ConcatenatedString, cst.Integer, cst.Float)):
             return _literal(node)
@@ -558,6 +819,84 @@ class ModelBuilder:
             return self.call(node, env)
         return Unknown(node)
 
+    def resolve(self, symbol: Symbol) -> Value:
+        """A name imported from a project module: what that module binds it to."""
+        if self.project is None:
+            return symbol
+        value = self.project.lookup(symbol.qualname)
+        return symbol if value is None else value
+
+    def instance_attr(self, cls: ClassValue, attr: str, node: cst.CSTNode) -> Value:
+        """``self.<attr>``: every value the class (or a project base) assigns to it, or the
+        class attribute; a mapping changed in place somewhere is open."""
+        values: list[Value] = []
+        mutated = False
+        for c in cls.mro():
+            values.extend(c.instance_attrs.get(attr, ()))
+            mutated = mutated or attr in c.mutated
+        if not values:
+            for c in cls.mro():
+                if attr in c.attrs:
+                    value = c.attrs[attr]
+                    if isinstance(value, Function) and value.cls is not None:
+                        return value
+                    values.append(value)
+                    break
+        if not values:
+            return Unknown(node, "an attribute")
+        value = values[0] if len(values) == 1 else Choice(tuple(values), node)
+        if mutated:
+            opened: list[Value] = []
+            for v in flatten(value):
+                if isinstance(v, Mapping):
+                    opened.append(_opened(v))
+                elif isinstance(v, BnbConfig):
+                    opened.append(BnbConfig(_opened(v.options), v.node, v.is_dict))
+                else:
+                    opened.append(v)
+            value = opened[0] if len(opened) == 1 else Choice(tuple(opened), node)
+        return value
+
+    def call_function(self, fn: Function, node: cst.Call, env: Env) -> Value:
+        """A call of a function of the project: its returns, and, when some argument is known,
+        a walk of its body with them (so loads inside see what this call passes)."""
+        owner = fn.owner if isinstance(fn.owner, ModelBuilder) else self
+        args: list[Value] = []
+        kwargs: dict[str, Entry] = {}
+        exact = True
+        for arg in node.args:
+            if arg.keyword is not None:
+                kwargs[arg.keyword.value] = Entry(self.eval(arg.value, env), arg, node)
+            elif arg.star == "**":
+                inner = self.as_mapping(self.eval(arg.value, env))
+                if inner is None:
+                    exact = False
+                else:
+                    kwargs.update(inner.entries)
+                    exact = exact and inner.complete
+            elif arg.star == "*":
+                exact = False
+                break
+            else:
+                args.append(self.eval(arg.value, env))
+        bound_self = None
+        if isinstance(node.func, cst.Attribute) and fn.cls is not None:
+            receiver = self.eval(node.func.value, env)
+            if isinstance(receiver, Instance):
+                bound_self = receiver
+        returns: list[Value] | None = None
+        if any(_informative(v) for v in (*args, *(e.value for e in kwargs.values()))):
+            name = fn.node.name.value
+            hop = Hop(name, node, self)
+            returns = owner.run_specialized(
+                fn, args if exact or args else args, kwargs, hop, self.sink, bound_self, exact
+            )
+        if returns is None:
+            returns = owner.run_function(fn.node, owner.def_envs.get(id(fn.node), env))
+        if not returns:
+            return NONE
+        return returns[0] if len(returns) == 1 else Choice(tuple(returns), node)
+
     def call(self, node: cst.Call, env: Env) -> Value:
         site = self.sites.get(id(node))
         if site is not None:
@@ -578,10 +917,9 @@ class ModelBuilder:
         if name == "dict":
             return self.as_config(self.mapping_from_args(node.args, node, env, positional=True))
         if isinstance(func, Function):
-            returns = self.run_function(func.node, self.def_envs.get(id(func.node), env))
-            if not returns:
-                return NONE
-            return returns[0] if len(returns) == 1 else Choice(tuple(returns), node)
+            return self.call_function(func, node, env)
+        if isinstance(func, ClassValue) and not func.external_bases():
+            return Instance(func, node)
         if isinstance(node.func, cst.Attribute) and node.func.attr.value in SELF_RETURNING:
             receiver = self.eval(node.func.value, env)
             if isinstance(receiver, LoadResult):
@@ -594,6 +932,8 @@ class ModelBuilder:
         for element in node.elements:
             if isinstance(element, cst.StarredDictElement):
                 inner = self.as_mapping(self.eval(element.value, env))
+                if inner is None or not inner.complete:
+                    entries = _opened(Mapping(entries, node)).entries
                 if inner is None:
                     complete = False
                 else:
@@ -666,6 +1006,8 @@ class ModelBuilder:
                     complete = complete and inner.complete
             elif arg.star == "" and positional:
                 inner = self.as_mapping(self.eval(arg.value, env))
+                if inner is None or not inner.complete:
+                    entries = _opened(Mapping(entries, node)).entries
                 if inner is None:
                     complete = False
                 else:
@@ -690,6 +1032,89 @@ def _subscript_key(target: cst.Subscript) -> str | None:
         value = index.value.evaluated_value
         return value if isinstance(value, str) else None
     return None
+
+
+def _opened(mapping: Mapping) -> Mapping:
+    """The mapping after an unknown merge: every key stays (a merge cannot remove one), any
+    value may have been replaced, and other keys may have been added."""
+    entries = {
+        k: e
+        if isinstance(e.value, Overridden)
+        else Entry(Overridden(e.node, "may be overridden", e.value), e.node, e.container)
+        for k, e in mapping.entries.items()
+    }
+    return Mapping(entries, mapping.node, complete=False)
+
+
+def _informative(value: Value) -> bool:
+    """Whether an argument tells the callee more than "unknown"."""
+    return any(
+        not isinstance(v, (Unknown, Symbol, Function, ClassValue, Instance))
+        for v in flatten(value)
+    )
+
+
+def _narrow_to(env: Env, name: str, none: bool) -> None:
+    """Keep only the None (``none``) or the non-None options of ``name`` in ``env``, when both
+    are possible."""
+    value = env.lookup(name)
+    if value is None:
+        return
+    options = flatten(value)
+    if not any(is_none(v) or isinstance(v, Unknown) for v in options):
+        return
+    if none:
+        env.vars[name] = NONE
+        return
+    rest = [v for v in options if not is_none(v)]
+    if rest and len(rest) < len(options):
+        env.vars[name] = rest[0] if len(rest) == 1 else Choice(tuple(rest))
+
+
+def _loader_name(name: str) -> bool:
+    """Whether a class of this qualified name may be transformers' loader: a transformers or
+    PEFT class, or a bare name the analysis could not trace (defined elsewhere, star-imported).
+    A class imported from any other package, or from a project module that does not define
+    it as a transformers subclass, is not: its from_pretrained is its own."""
+    root = name.split(".")[0]
+    return "." not in name or root in LOADER_ROOTS
+
+
+def _variants(site: LoadSite) -> list[LoadSite]:
+    """One load site per bitsandbytes config that may reach it (``int4 -> cfg4, int8 ->
+    cfg8``): each is a load on some path, so each is checked on its own."""
+    entry = site.kwargs.entries.get("quantization_config")
+    if entry is not None:
+        configs: list[BnbConfig] = []
+        for v in flatten(entry.value):
+            if isinstance(v, BnbConfig) and not any(v is c for c in configs):
+                configs.append(v)
+        if len(configs) > 1:
+            out = []
+            for config in configs:
+                kwargs = site.kwargs.with_entry(
+                    "quantization_config", Entry(config, entry.node, entry.container)
+                )
+                variant = replace(site, kwargs=kwargs, configs=[])
+                resolve_quantization(variant)
+                if variant.quantization is not None:
+                    variant.quantization = replace(variant.quantization, conditional=True)
+                out.append(variant)
+            return out
+    resolve_quantization(site)
+    return [site]
+
+
+def _init_rank(node: cst.CSTNode) -> int:
+    name = node.name.value if isinstance(node, cst.FunctionDef) else ""
+    return INIT_METHODS.index(name) if name in INIT_METHODS else len(INIT_METHODS)
+
+
+def _is_static(node: cst.FunctionDef) -> bool:
+    return any(
+        isinstance(d.decorator, cst.Name) and d.decorator.value == "staticmethod"
+        for d in node.decorators
+    )
 
 
 def _foreign(name: str) -> bool:

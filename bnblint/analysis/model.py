@@ -19,6 +19,7 @@ from bnblint.analysis.values import (
     Entry,
     Mapping,
     OtherConfig,
+    Overridden,
     Unknown,
     Value,
     as_dtype,
@@ -109,6 +110,9 @@ class LoadSite:
     # The nested blocks (ids of the function/class body and of each if/for/while/try/with/match
     # suite) the call is in; a statement with the same ``block`` runs exactly when it does.
     block: tuple[int, ...] = ()
+    # The calls with known arguments through which this load was reached (outermost first,
+    # analysis.builder.Hop); empty for the load as its own function sees it.
+    via: tuple[object, ...] = ()
 
     def field(self, *names: str) -> Field:
         """The first of ``names`` that the load receives (``dtype``/``torch_dtype``)."""
@@ -206,12 +210,16 @@ def resolve_quantization(site: LoadSite) -> None:
     if all(isinstance(v, OtherConfig) for v in non_none):
         site.quantization_state = State.KNOWN  # known, and not bitsandbytes
         return
-    # Exactly one bitsandbytes config must reach the call; None on other branches is allowed.
-    if not all(isinstance(v, BnbConfig) for v in non_none) or len({id(v) for v in non_none}) != 1:
+    # One bitsandbytes config must reach the call on some path; the other paths may pass None,
+    # another method's config or a value the analysis does not know (a caller's config, when a
+    # parameter's default is rebuilt in the body). The builder splits several configs into one
+    # site each.
+    configs = [v for v in non_none if isinstance(v, BnbConfig)]
+    if len({id(v) for v in configs}) != 1 or isinstance(qc.value, Overridden):
         site.quantization_state = State.UNKNOWN
         return
-    conditional = len(non_none) < len(options)
-    config = non_none[-1]
+    conditional = len(configs) < len(options)
+    config = configs[-1]
     assert isinstance(config, BnbConfig)
     mode = config_mode(config)
     if mode == "unknown":

@@ -37,6 +37,14 @@ class Unknown:
 
 
 @dataclass(frozen=True, eq=False)
+class Overridden(Unknown):
+    """A key that is certainly present whose value a later unknown merge may have replaced
+    (``kw["k"] = v; kw.update(opts)``): presence rules may fire on it, value rules may not."""
+
+    previous: Value | None = None
+
+
+@dataclass(frozen=True, eq=False)
 class Literal:
     """A Python literal: str, int, float, bool or None."""
 
@@ -135,14 +143,76 @@ class LoadResult:
 
 @dataclass(frozen=True, eq=False)
 class Function:
-    """A function defined in the analysed module; calls to it evaluate its ``return``."""
+    """A function defined in an analysed module; calls to it evaluate its ``return``.
+
+    ``owner`` is the builder of the module that defines it (a function imported from another
+    project module runs in that module's builder, with its globals); ``cls`` the class whose
+    method it is.
+    """
 
     node: cst.FunctionDef
     returns: list[Value] = field(default_factory=list)
+    owner: object = None  # analysis.builder.ModelBuilder
+    cls: ClassValue | None = None
+
+
+@dataclass(eq=False)
+class ClassValue:
+    """A class defined in an analysed module.
+
+    ``bases`` are the evaluated base classes; ``attrs`` the class-level bindings and, per
+    instance attribute, every value assigned to ``self.<name>`` in its methods (in the order
+    the walk met them); ``mutated`` the instance attributes changed in place somewhere
+    (``self.kw.update(...)``), whose mappings are therefore open.
+    """
+
+    name: str
+    node: cst.ClassDef
+    bases: tuple[Value, ...] = ()
+    attrs: dict[str, Value] = field(default_factory=dict)
+    instance_attrs: dict[str, list[Value]] = field(default_factory=dict)
+    mutated: set[str] = field(default_factory=set)
+    owner: object = None  # analysis.builder.ModelBuilder
+    module: str | None = None  # dotted module name, when known
+
+    def mro(self) -> list[ClassValue]:
+        out: list[ClassValue] = [self]
+        for base in self.bases:
+            if isinstance(base, ClassValue) and base not in out:
+                out.extend(b for b in base.mro() if b not in out)
+        return out
+
+    def external_bases(self) -> list[str]:
+        """Qualified names of the non-project classes it derives from, through project ones."""
+        names: list[str] = []
+        for cls in self.mro():
+            for base in cls.bases:
+                if isinstance(base, Symbol):
+                    names.append(base.qualname)
+        return names
+
+
+@dataclass(frozen=True, eq=False)
+class Instance:
+    """``self`` (or ``cls``) inside a method of a project class."""
+
+    cls: ClassValue
+    node: cst.CSTNode | None = None
 
 
 Value = Union[
-    Unknown, Literal, Dtype, Symbol, Mapping, BnbConfig, OtherConfig, Choice, LoadResult, Function
+    Unknown,
+    Literal,
+    Dtype,
+    Symbol,
+    Mapping,
+    BnbConfig,
+    OtherConfig,
+    Choice,
+    LoadResult,
+    Function,
+    ClassValue,
+    Instance,
 ]
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from bnblint.analysis.model import MODE_LABELS, ModuleModel
+from bnblint.analysis.model import MODE_LABELS, LoadSite, ModuleModel
 from bnblint.diagnostics import AddKeyword, Applicability, Diagnostic, Fix, Level
 from bnblint.rules.base import Rule, RuleContext
 
@@ -67,15 +67,27 @@ No fix is offered in distributed-training files.
 """
 
     def check(self, model: ModuleModel, context: RuleContext) -> Iterator[Diagnostic]:
+        # One finding per load call: a call reached by a 4-bit and an 8-bit config (one per
+        # branch) is one load without a device_map.
+        calls: dict[int, list[LoadSite]] = {}
         for site in model.quantized_loads():
             if not site.device_map.absent:
                 continue
             config = site.quantization.config if site.quantization else None
             if config is not None and "bnb_4bit_quant_storage" in config.options.entries:
                 continue  # the FSDP-QLoRA recipe: FSDP shards the model, no device_map
-            assert site.quantization is not None
-            mode = MODE_LABELS.get(site.quantization.mode, "quantized")
-            when = " (when quantization is enabled)" if site.quantization.conditional else ""
+            calls.setdefault(id(site.call), []).append(site)
+        for sites in calls.values():
+            site = sites[0]
+            modes: list[str] = []
+            for s in sites:
+                assert s.quantization is not None
+                label = MODE_LABELS.get(s.quantization.mode, "quantized")
+                if label not in modes:
+                    modes.append(label)
+            mode = " or ".join(modes)
+            conditional = any(s.quantization and s.quantization.conditional for s in sites)
+            when = " (when quantization is enabled)" if conditional else ""
             head = f"{mode} bitsandbytes load without `device_map`{when}: the whole model is put on"
             if model.distributed:
                 message = (
