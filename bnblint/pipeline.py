@@ -10,12 +10,17 @@ import ast
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bnblint.diagnostics import Applicability, Diagnostic, Finding, Location, Operation
 from bnblint.noqa import noqa_lines, suppressed
 from bnblint.rules import Rule
 from bnblint.settings import Settings
 from bnblint.source import SourceFile
+
+if TYPE_CHECKING:
+    from bnblint.project import Project
 
 MAX_FIX_PASSES = 5  # one fix can enable another; stop long before anything could cycle
 
@@ -28,15 +33,25 @@ class FileResult:
     source: SourceFile | None = None
     fixed_text: str | None = None  # set when fixes changed the text
     fixed: list[Finding] = field(default_factory=list)  # findings that fixes removed
+    # Findings in other project files that this file's loads revealed (a config defined in the
+    # module this one imports it from), with their edits on that file's text.
+    foreign: list[Finding] = field(default_factory=list)
 
 
 def words_for(rules: Sequence[type[Rule]]) -> tuple[bytes, ...]:
     return _words(tuple(rules))
 
 
+# A load can get its quantization from another module (a config, a kwargs dict, a helper), so a
+# file with a load is worth the stdlib-AST gate even when it names no bitsandbytes word.
+LOAD_WORDS = (b"from_pretrained", b"model_init_kwargs")
+
+
 @lru_cache(maxsize=64)
 def _words(rules: tuple[type[Rule], ...]) -> tuple[bytes, ...]:
-    return tuple(sorted({w for rule in rules for w in rule.words}))
+    if not rules:
+        return ()
+    return tuple(sorted({w for rule in rules for w in rule.words} | set(LOAD_WORDS)))
 
 
 def may_matter(data: bytes, rules: Sequence[type[Rule]]) -> bool:
@@ -118,17 +133,33 @@ def fix_allowed(applicability: Applicability | None, unsafe_fixes: bool) -> bool
 
 
 def _diagnose(  # type: ignore[no-untyped-def]
-    module, text: str, rules: Sequence[type[Rule]], settings: Settings, tree: ast.Module | None
+    module,
+    text: str,
+    rules: Sequence[type[Rule]],
+    settings: Settings,
+    tree: ast.Module | None,
+    project: Project | None = None,
+    filename: str | None = None,
 ):
     from bnblint.analysis.builder import build_model
 
-    model = build_model(module, text, tree)
+    model = build_model(module, text, tree, project, filename)
     context = settings.context
     found: list[tuple[type[Rule], Diagnostic]] = []
     for rule in rules:
         for diagnostic in rule().check(model, context):
             found.append((rule, diagnostic))
-    return found
+    # A load reached directly and through a call with known arguments can give the same
+    # finding twice: keep one, the one its own function sees when there is one.
+    found.sort(key=lambda f: len(f[1].site.via) if f[1].site is not None else 0)
+    seen: set[tuple[str, int]] = set()
+    unique = []
+    for rule, d in found:
+        key = (d.code, id(d.node))
+        if key not in seen:
+            seen.add(key)
+            unique.append((rule, d))
+    return unique
 
 
 def _resolve(
@@ -137,8 +168,11 @@ def _resolve(
     filename: str,
     found: list[tuple[type[Rule], Diagnostic]],
     want_edits: bool,
+    project: Project | None = None,
+    foreign: list[Finding] | None = None,
 ) -> tuple[list[Finding], list[Diagnostic]]:
-    """Positions, noqa and text edits; returns findings and the diagnostics not suppressed."""
+    """Positions, noqa and text edits; returns findings and the diagnostics not suppressed.
+    Diagnostics on nodes of other project modules go to ``foreign``, positioned in their file."""
     if not found:
         return [], []
     import libcst as cst
@@ -154,17 +188,29 @@ def _resolve(
     findings: list[Finding] = []
     kept: list[Diagnostic] = []
     for rule, d in found:
-        span = positions[d.node]
+        span = positions.get(d.node)
+        if span is None:
+            if project is not None and foreign is not None:
+                finding = _foreign_finding(rule, d, filename, positions, project)
+                if finding is not None:
+                    foreign.append(finding)
+            continue
         start = Location(span.start.line, span.start.column + 1)
         if suppressed(d.code, start.row, noqa):
             continue
         site = None
-        if d.site is not None:
+        if d.site is not None and d.site.call in positions:
             s = positions[d.site.call].start
             site = Location(s.line, s.column + 1)
+        message = d.message + _provenance(d, filename, positions, project)
+        applicability = d.fix.applicability if d.fix is not None else None
+        if d.site is not None and d.site.via and applicability is Applicability.SAFE:
+            # Found through a caller's arguments: the edit is right for that call, but the
+            # code it changes may serve other callers too.
+            applicability = Applicability.UNSAFE
         finding = Finding(
             code=d.code,
-            message=d.message,
+            message=message,
             filename=filename,
             location=start,
             end_location=Location(span.end.line, span.end.column + 1),
@@ -175,7 +221,7 @@ def _resolve(
         )
         if d.fix is not None:
             finding.fix_message = d.fix.message
-            finding.applicability = d.fix.applicability
+            finding.applicability = applicability
             if index is not None:
                 assert isinstance(module, cst.Module)
                 finding.edits = edits_for(module, d.fix.operations, index)
@@ -183,6 +229,82 @@ def _resolve(
         kept.append(d)
     findings.sort(key=Finding.sort_key)
     return findings, kept
+
+
+def _where(  # type: ignore[no-untyped-def]
+    node, filename: str, positions, project: Project | None
+) -> str | None:
+    """``line 8`` in this file, ``pkg/quant.py:8`` in another project file."""
+    span = positions.get(node)
+    if span is not None:
+        return f"line {span.start.line}"
+    if project is None:
+        return None
+    found = project.position(node)
+    if found is None:
+        return None
+    path, row, _ = found
+    return f"`{project.relative(path)}:{row}`"
+
+
+def _provenance(  # type: ignore[no-untyped-def]
+    d: Diagnostic, filename: str, positions, project: Project | None
+) -> str:
+    """Where a value that crossed a boundary came from, for the message."""
+    parts: list[str] = []
+    site = d.site
+    if site is not None and site.via:
+        hops = []
+        for hop in site.via:
+            where = _where(hop.call, filename, positions, project)  # type: ignore[attr-defined]
+            name = hop.name  # type: ignore[attr-defined]
+            hops.append(f"`{name}()` called at {where}" if where else f"`{name}()`")
+        parts.append("through " + ", then ".join(hops))
+    if site is not None and d.node is site.call and site.quantization is not None:
+        config = site.quantization.config
+        if config is not None and config.node not in positions and project is not None:
+            where = _where(config.node, filename, positions, project)
+            if where is not None:
+                parts.append(f"config from {where}")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def _foreign_finding(  # type: ignore[no-untyped-def]
+    rule, d: Diagnostic, filename: str, positions, project: Project
+) -> Finding | None:
+    """A diagnostic on a node of another project module, as a finding of that file."""
+    owner = project.owner_of(d.node)
+    if owner is None:
+        return None
+    path, builder = owner
+    from bnblint.fix.apply import LineIndex, edits_for
+    from bnblint.noqa import noqa_lines, suppressed
+
+    module_positions = project._modules[path].positions
+    assert module_positions is not None
+    row, col, end_row, end_col = module_positions[id(d.node)]
+    text = builder.source
+    if suppressed(d.code, row, noqa_lines(text)):
+        return None
+    note = ""
+    if d.site is not None and d.site.call in positions:
+        line = positions[d.site.call].start.line
+        note = f" (reaches the load at `{project.relative(filename)}:{line}`)"
+    finding = Finding(
+        code=d.code,
+        message=d.message + note,
+        filename=path,
+        location=Location(row, col),
+        end_location=Location(end_row, end_col),
+        level=rule.level,
+        url=rule.url(),
+        noqa_row=row,
+    )
+    if d.fix is not None:
+        finding.fix_message = d.fix.message
+        finding.applicability = d.fix.applicability
+        finding.edits = edits_for(builder.module, d.fix.operations, LineIndex(text))
+    return finding
 
 
 def lint_text(
@@ -194,8 +316,10 @@ def lint_text(
     unsafe_fixes: bool = False,
     want_edits: bool = False,
     rules: Sequence[type[Rule]] | None = None,
+    project: Project | None = None,
 ) -> FileResult:
-    """Lint (and optionally fix) one module's text."""
+    """Lint (and optionally fix) one module's text; ``project`` resolves its imports of
+    project modules."""
     if rules is None:
         rules = settings.rules_for(filename)
     result = FileResult(filename)
@@ -216,8 +340,9 @@ def lint_text(
     except Exception as exc:  # LibCST raises a few other types on odd input
         result.error = f"cannot parse: {type(exc).__name__}: {exc}"
         return result
+    found = _diagnose(module, text, rules, settings, tree, project, filename)
     findings, kept = _resolve(
-        module, text, filename, _diagnose(module, text, rules, settings, tree), want_edits
+        module, text, filename, found, want_edits, project, result.foreign
     )
     original = text
     first = findings
@@ -239,9 +364,10 @@ def lint_text(
         except (SyntaxError, ValueError, cst.ParserSyntaxError):
             break  # a fix must never make the file unparsable: keep what we have
         module, text = new_module, new_text
-        findings, kept = _resolve(
-            module, text, filename, _diagnose(module, text, rules, settings, None), want_edits
-        )
+        if project is not None:
+            project.overlays[str(Path(filename).resolve())] = text
+        found = _diagnose(module, text, rules, settings, None, project, filename)
+        findings, kept = _resolve(module, text, filename, found, want_edits, project)
     if text != original:
         result.fixed_text = text
         remaining = {(f.code, f.message) for f in findings}
@@ -259,6 +385,7 @@ def lint_source(
     unsafe_fixes: bool = False,
     want_edits: bool = False,
     rules: Sequence[type[Rule]] | None = None,
+    project: Project | None = None,
 ) -> FileResult:
     """Any supported file by its name: ``.py`` directly; a notebook or a text document as its
     program, whose positions are mapped back to cells or file lines and whose fixed program is
@@ -285,6 +412,7 @@ def lint_source(
         unsafe_fixes=unsafe_fixes,
         want_edits=want_edits,
         rules=rules,
+        project=project if document is None else None,
     )
     if document is None:
         return result

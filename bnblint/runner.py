@@ -8,7 +8,9 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
+from bnblint.diagnostics import Finding
 from bnblint.pipeline import FileResult, lint_source, may_matter, words_for
+from bnblint.project import Project, find_root
 from bnblint.settings import Settings
 from bnblint.source import SourceError, read_bytes, read_source
 
@@ -24,6 +26,20 @@ def _warm_up() -> None:
     import bnblint.analysis.builder  # noqa: F401  (imports LibCST)
 
 
+# Projects by root, per process: the files of one run share their module summaries.
+_PROJECTS: dict[Path, Project | None] = {}
+
+
+def project_for(path: Path) -> Project | None:
+    """The project a file belongs to (nearest pyproject.toml/.git/setup.py above it)."""
+    root = find_root(path.resolve())
+    if root is None:
+        return None
+    if root not in _PROJECTS:
+        _PROJECTS[root] = Project(root)
+    return _PROJECTS[root]
+
+
 def _lint_one(
     path: Path, data: bytes, settings: Settings, fix: bool, unsafe_fixes: bool, want_edits: bool
 ) -> FileResult:
@@ -32,10 +48,97 @@ def _lint_one(
     except SourceError as exc:
         return FileResult(str(path), error=str(exc))
     result = lint_source(
-        source.text, str(path), settings, fix=fix, unsafe_fixes=unsafe_fixes, want_edits=want_edits
+        source.text,
+        str(path),
+        settings,
+        fix=fix,
+        unsafe_fixes=unsafe_fixes,
+        want_edits=want_edits,
+        project=project_for(path),
     )
     result.source = source
     return result
+
+
+def merge_foreign(
+    results: list[FileResult], files: Sequence[Path], fix: bool, unsafe_fixes: bool
+) -> None:
+    """Give each linted file the findings other files' loads revealed in it, and, with
+    ``fix``, apply their fixes where the file's own fixes did not already change it."""
+    by_path: dict[str, FileResult] = {os.path.realpath(r.filename): r for r in results}
+    named = {os.path.realpath(p): p for p in files}
+    for result in list(results):
+        for finding in result.foreign:
+            key = os.path.realpath(finding.filename)
+            owner = by_path.get(key)
+            if owner is None:
+                if key not in named:
+                    continue  # not linted in this run: its own run reports it
+                owner = _empty_result(named[key])
+                if owner is None:
+                    continue
+                results.append(owner)
+                by_path[key] = owner
+            if owner.error is not None:
+                continue
+            finding.filename = owner.filename
+            done = {(f.code, f.location) for f in (*owner.findings, *owner.fixed)}
+            if (finding.code, finding.location) not in done:
+                owner.findings.append(finding)
+        result.foreign = []
+    if not fix:
+        for result in results:
+            result.findings.sort(key=Finding.sort_key)
+        return
+    for result in results:
+        if result.fixed_text is None and result.source is not None:
+            _apply_foreign_fixes(result, unsafe_fixes)
+        result.findings.sort(key=Finding.sort_key)
+
+
+def _empty_result(path: Path) -> FileResult | None:
+    try:
+        source = read_source(path)
+    except SourceError:
+        return None
+    return FileResult(str(path), source=source)
+
+
+def _apply_foreign_fixes(result: FileResult, unsafe_fixes: bool) -> None:
+    """Apply fixes given as text edits on the file's original text, skipping any that overlap
+    an edit already applied (ruff's rule: the next run applies it)."""
+    from bnblint.fix.apply import LineIndex
+    from bnblint.pipeline import fix_allowed, parse_ast
+
+    assert result.source is not None
+    text = result.source.text
+    index = LineIndex(text)
+    chosen: list[tuple[int, int, str]] = []
+    applied: list[Finding] = []
+    for finding in result.findings:
+        if not finding.edits or not fix_allowed(finding.applicability, unsafe_fixes):
+            continue
+        spans = [
+            (index.offset(e.location), index.offset(e.end_location), e.content)
+            for e in finding.edits
+        ]
+        new = [s for s in spans if s not in chosen]
+        if any(a < d and c < b or (a == b == c == d) for a, b, _ in new for c, d, _ in chosen):
+            continue
+        chosen.extend(new)
+        applied.append(finding)
+    if not applied:
+        return
+    out = text
+    for start, end, content in sorted(chosen, reverse=True):
+        out = out[:start] + content + out[end:]
+    try:
+        parse_ast(out)
+    except (SyntaxError, ValueError):
+        return  # never write a file that does not parse
+    result.fixed_text = out
+    result.fixed = applied
+    result.findings = [f for f in result.findings if f not in applied]
 
 
 def lint_paths(
@@ -87,6 +190,7 @@ def lint_paths(
     finally:
         if pool is not None:
             pool.shutdown()
+    merge_foreign(results, files, fix, unsafe_fixes)
     return results
 
 

@@ -272,6 +272,9 @@ class LineIndex:
             if ch == "\n" or (ch == "\r" and text[i + 1 : i + 2] != "\n"):
                 self.starts.append(i + 1)
 
+    def offset(self, location: Location) -> int:
+        return self.starts[location.row - 1] + location.column - 1
+
     def location(self, offset: int) -> Location:
         lo, hi = 0, len(self.starts) - 1
         while lo < hi:
@@ -301,10 +304,28 @@ def text_edit(before: str, after: str, index: LineIndex) -> TextEdit | None:
 def edits_for(
     module: cst.Module, operations: Sequence[Operation], index: LineIndex
 ) -> list[TextEdit]:
-    """One text edit per operation, each computed on the original text."""
-    edits = []
+    """The text edits of one fix, each computed on the original text: one per import and one
+    per edited node, the operations on one node applied together (removing one keyword and
+    adding another to the same call must compose)."""
+    groups: dict[int, list[Operation]] = {}
     for op in operations:
-        edit = text_edit(index.text, apply_operations(module, [op]).code, index)
+        target = _target(op)
+        groups.setdefault(id(op) if target is None else id(target), []).append(op)
+    edits = []
+    for ops in groups.values():
+        edit = text_edit(index.text, apply_operations(module, ops).code, index)
         if edit is not None:
             edits.append(edit)
     return sorted(edits, key=lambda e: e.location)
+
+
+def _target(op: Operation) -> cst.CSTNode | None:
+    if isinstance(op, (AddKeyword, RemoveKeyword)):
+        return op.call
+    if isinstance(op, (AddDictEntry, RemoveDictEntry)):
+        return op.dict
+    if isinstance(op, ReplaceNode):
+        return op.node
+    if isinstance(op, RemoveStatement):
+        return op.statement
+    return None

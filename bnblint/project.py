@@ -1,0 +1,276 @@
+"""The project around a document: the tree it belongs to, its module names, and the analysis of
+the project modules it imports.
+
+A name imported from a project module (``from .quant import bnb_config``, ``import pkg.mod as
+m; m.CFG``, a re-export in ``__init__.py``) resolves to what that module binds it to, so a
+config, a kwargs dict, a helper or a class defined in one file reaches a load in another.
+Modules are found the way Python finds them when the project runs: from the importer's own
+package root (a script's directory is on ``sys.path``), the project root and ``src/``.
+
+Imported modules are summarised lazily: parsed and walked at module level only (their function
+bodies run when a call reaches them), and cached by content hash, so an editor keystroke or a
+flake8 run over many files does not rebuild the project.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import libcst as cst
+
+    from bnblint.analysis.builder import ModelBuilder
+    from bnblint.analysis.values import Value
+
+# Packages that are never project modules, even where the tree holds a copy (linting
+# transformers' own repository): their names keep their meaning as the libraries.
+EXTERNAL_ROOTS = frozenset(
+    {"transformers", "peft", "trl", "torch", "bitsandbytes", "accelerate", "diffusers"}
+)
+# Markers of a project root, nearest first wins.
+ROOT_MARKERS = ("pyproject.toml", ".git", "setup.py", "setup.cfg")
+# Modules larger than this are not summarised (generated code, vendored bundles).
+MAX_MODULE_BYTES = 1_000_000
+# How many re-exports (``from .a import x`` in ``__init__.py``) a lookup follows.
+MAX_HOPS = 8
+
+
+def find_root(path: Path) -> Path | None:
+    """The nearest directory above ``path`` with a project marker."""
+    start = path if path.is_dir() else path.parent
+    for directory in (start, *start.parents):
+        if any((directory / marker).exists() for marker in ROOT_MARKERS):
+            return directory
+    return None
+
+
+@dataclass
+class _Module:
+    path: Path
+    digest: str
+    builder: ModelBuilder | None = None  # None while it is being built (an import cycle)
+    positions: dict[int, tuple[int, int, int, int]] | None = None
+
+
+# Summaries by (path, content hash), shared by every Project of this process.
+_CACHE: dict[tuple[str, str], _Module] = {}
+
+
+@dataclass
+class Project:
+    """The linted tree: ``root`` and, optionally, the texts of documents not on disk (stdin,
+    editor buffers), which win over the files."""
+
+    root: Path
+    overlays: dict[str, str] = field(default_factory=dict)
+    _paths: dict[tuple[str, str], Path | None] = field(default_factory=dict)
+    _lookups: dict[str, Value | None] = field(default_factory=dict)
+    _modules: dict[str, _Module] = field(default_factory=dict)
+    _active: list[str] = field(default_factory=list)
+
+    @classmethod
+    def around(cls, path: Path) -> Project | None:
+        root = find_root(path.resolve())
+        return cls(root) if root is not None else None
+
+    # -- module names -------------------------------------------------------------------
+
+    def import_root(self, path: Path) -> Path:
+        """The directory a file is imported from: above its outermost package."""
+        directory = path.parent
+        while (directory / "__init__.py").exists() and directory != self.root.parent:
+            directory = directory.parent
+        return directory
+
+    def module_name(self, path: str | Path) -> str | None:
+        p = Path(path).resolve()
+        try:
+            base = self.import_root(p)
+            parts = list(p.relative_to(base).with_suffix("").parts)
+        except ValueError:
+            return None
+        if parts and parts[-1] == "__init__":
+            parts.pop()
+        return ".".join(parts) or None
+
+    def module_path(self, name: str, importer: str | None) -> Path | None:
+        """The project file of module ``name``, as seen from the file ``importer``."""
+        key = (name, importer or "")
+        if key in self._paths:
+            return self._paths[key]
+        found = None
+        if name.split(".")[0] not in EXTERNAL_ROOTS:
+            roots: list[Path] = []
+            if importer:
+                roots.append(self.import_root(Path(importer).resolve()))
+            roots.extend([self.root, self.root / "src"])
+            rel = Path(*name.split("."))
+            for base in dict.fromkeys(roots):
+                for candidate in (base / f"{rel}.py", base / rel / "__init__.py"):
+                    if candidate.is_file() and self._inside(candidate):
+                        found = candidate.resolve()
+                        break
+                if found is not None:
+                    break
+        self._paths[key] = found
+        return found
+
+    def _inside(self, path: Path) -> bool:
+        try:
+            path.resolve().relative_to(self.root.resolve())
+        except ValueError:
+            return False
+        return True
+
+    # -- summaries ----------------------------------------------------------------------
+
+    def register(self, path: str, builder: ModelBuilder, text: str) -> None:
+        """The document being analysed is a module too: imports of it (a cycle) see what it
+        has bound so far."""
+        resolved = str(Path(path).resolve())
+        module = _Module(Path(resolved), _digest(text), builder)
+        self._modules[resolved] = module
+
+    def builder_for(self, path: Path) -> ModelBuilder | None:
+        key = str(path)
+        module = self._modules.get(key)
+        if module is not None:
+            return module.builder
+        text = self.overlays.get(key)
+        if text is None:
+            try:
+                if path.stat().st_size > MAX_MODULE_BYTES:
+                    return None
+                data = path.read_bytes()
+            except OSError:
+                return None
+            from bnblint.source import decode
+
+            try:
+                text = decode(data)[0]
+            except (UnicodeDecodeError, LookupError, SyntaxError):
+                return None
+        digest = _digest(text)
+        cached = _CACHE.get((key, digest))
+        if cached is not None and cached.builder is not None:
+            cached.builder.project = self
+            self._modules[key] = cached
+            return cached.builder
+        module = self._modules[key] = _Module(path, digest)
+        builder = _summarise(text, key, self)
+        module.builder = builder
+        if builder is not None:
+            _CACHE[(key, digest)] = module
+        return builder
+
+    def lookup(self, qualname: str, importer: str | None = None) -> Value | None:
+        """What ``qualname`` (``pkg.quant.CFG``) is bound to in the project, or None when it
+        is not a project name."""
+        key = f"{importer}|{qualname}"
+        if key in self._lookups:
+            return self._lookups[key]
+        self._lookups[key] = None  # a cycle of re-exports resolves to "not known"
+        value = self._lookup(qualname, importer, 0)
+        self._lookups[key] = value
+        return value
+
+    def _lookup(self, qualname: str, importer: str | None, hops: int) -> Value | None:
+        from bnblint.analysis.values import ClassValue, Symbol
+
+        parts = qualname.split(".")
+        if parts[0] in EXTERNAL_ROOTS or len(parts) < 2 or hops > MAX_HOPS:
+            return None
+        for cut in range(len(parts) - 1, 0, -1):
+            path = self.module_path(".".join(parts[:cut]), importer)
+            if path is None:
+                continue
+            builder = self.builder_for(path)
+            if builder is None or builder.module_env is None:
+                return None
+            value = builder.module_env.vars.get(parts[cut])
+            if value is None:
+                return None
+            for attr in parts[cut + 1 :]:
+                if isinstance(value, Symbol):
+                    value = self._lookup(f"{value.qualname}.{attr}", str(path), hops + 1)
+                elif isinstance(value, ClassValue):
+                    value = value.attrs.get(attr)
+                else:
+                    return None
+                if value is None:
+                    return None
+            if isinstance(value, Symbol):
+                inner = self._lookup(value.qualname, str(path), hops + 1)
+                return inner if inner is not None else value
+            return value
+        return None
+
+    # -- where a node is ----------------------------------------------------------------
+
+    def owner_of(self, node: cst.CSTNode) -> tuple[str, ModelBuilder] | None:
+        """The project file whose syntax tree holds ``node``, among the summarised modules."""
+        for key, module in self._modules.items():
+            builder = module.builder
+            if builder is None:
+                continue
+            if module.positions is None:
+                module.positions = _positions(builder.module)
+            if id(node) in module.positions:
+                return key, builder
+        return None
+
+    def position(self, node: cst.CSTNode) -> tuple[str, int, int] | None:
+        """(file, row, column) of a node of a summarised module."""
+        owner = self.owner_of(node)
+        if owner is None:
+            return None
+        module = self._modules[owner[0]]
+        assert module.positions is not None
+        row, col, _, _ = module.positions[id(node)]
+        return owner[0], row, col
+
+    def relative(self, path: str) -> str:
+        try:
+            return Path(path).resolve().relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            return path
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def _summarise(text: str, path: str, project: Project) -> ModelBuilder | None:
+    """Parse a project module and walk its module level (functions run when called)."""
+    import libcst as cst
+
+    from bnblint.analysis.builder import ModelBuilder
+
+    try:
+        module = cst.parse_module(text)
+    except Exception:  # an unparsable module resolves to nothing; it is reported on its own
+        return None
+    builder = ModelBuilder(module, text, None, project, path)
+    try:
+        builder.summarise()
+    except RecursionError:
+        return None
+    return builder
+
+
+def _positions(module: cst.Module) -> dict[int, tuple[int, int, int, int]]:
+    from libcst.metadata import MetadataWrapper, PositionProvider
+
+    spans = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+    return {
+        id(node): (s.start.line, s.start.column + 1, s.end.line, s.end.column + 1)
+        for node, s in spans.items()
+    }
+
+
+def same_file(a: str, b: str) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
