@@ -117,6 +117,8 @@ class Diagnostic:
     node: cst.CSTNode
     site: LoadSite | None = None
     fix: Fix | None = None
+    # Other load sites of the same call the finding speaks for (reached through other callers).
+    related: tuple[LoadSite, ...] = ()
 
 
 @dataclass(frozen=True, order=True)

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from bnblint import __version__
-from bnblint.pipeline import lint_text
+from bnblint.runner import lint_one_text
 from bnblint.settings import Settings, settings_for_path
 
 # flake8 checks many files of a few directories in each worker process: look the nearest
@@ -49,8 +49,9 @@ class Plugin:
 
     def run(self) -> Iterator[tuple[int, int, str, type[Plugin]]]:
         text = "".join(self.lines)
-        # lint_text applies the byte prefilter before importing or running LibCST.
-        result = lint_text(text, self.filename, settings_for(self.filename))
+        # The byte prefilter runs before LibCST is imported; the project around the file
+        # resolves its imports, as `bnblint check` does.
+        result = lint_one_text(text, self.filename, settings_for(self.filename))
         for finding in result.findings:
             # Finding columns are 1-based; flake8 adds 1 to what plugins yield.
             yield (

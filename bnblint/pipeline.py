@@ -36,6 +36,8 @@ class FileResult:
     # Findings in other project files that this file's loads revealed (a config defined in the
     # module this one imports it from), with their edits on that file's text.
     foreign: list[Finding] = field(default_factory=list)
+    # Linted only for what its loads reveal in the named files (an importer outside the run).
+    context_only: bool = False
 
 
 def words_for(rules: Sequence[type[Rule]]) -> tuple[bytes, ...]:
@@ -140,10 +142,12 @@ def _diagnose(  # type: ignore[no-untyped-def]
     tree: ast.Module | None,
     project: Project | None = None,
     filename: str | None = None,
+    notebook: bool = False,
 ):
     from bnblint.analysis.builder import build_model
 
     model = build_model(module, text, tree, project, filename)
+    model.notebook = notebook
     context = settings.context
     found: list[tuple[type[Rule], Diagnostic]] = []
     for rule in rules:
@@ -232,11 +236,14 @@ def _resolve(
 
 
 def _where(  # type: ignore[no-untyped-def]
-    node, filename: str, positions, project: Project | None
+    node, filename: str, positions, project: Project | None, qualify: bool = False
 ) -> str | None:
-    """``line 8`` in this file, ``pkg/quant.py:8`` in another project file."""
+    """``line 8`` in this file, ``pkg/quant.py:8`` in another project file (and in this one,
+    with ``qualify``: for a finding shown in another file)."""
     span = positions.get(node)
     if span is not None:
+        if qualify and project is not None:
+            return f"`{project.relative(filename)}:{span.start.line}`"
         return f"line {span.start.line}"
     if project is None:
         return None
@@ -248,18 +255,26 @@ def _where(  # type: ignore[no-untyped-def]
 
 
 def _provenance(  # type: ignore[no-untyped-def]
-    d: Diagnostic, filename: str, positions, project: Project | None
+    d: Diagnostic, filename: str, positions, project: Project | None, qualify: bool = False
 ) -> str:
     """Where a value that crossed a boundary came from, for the message."""
     parts: list[str] = []
     site = d.site
-    if site is not None and site.via:
+    chains: list[str] = []
+    for s in (site, *d.related) if site is not None else ():
+        if not s.via:
+            continue
         hops = []
-        for hop in site.via:
-            where = _where(hop.call, filename, positions, project)  # type: ignore[attr-defined]
+        for hop in s.via:
+            call = hop.call  # type: ignore[attr-defined]
+            where = _where(call, filename, positions, project, qualify)
             name = hop.name  # type: ignore[attr-defined]
             hops.append(f"`{name}()` called at {where}" if where else f"`{name}()`")
-        parts.append("through " + ", then ".join(hops))
+        chain = ", then ".join(hops)
+        if chain not in chains:
+            chains.append(chain)
+    if chains:
+        parts.append("through " + "; ".join(chains))
     if site is not None and d.node is site.call and site.quantization is not None:
         config = site.quantization.config
         if config is not None and config.node not in positions and project is not None:
@@ -280,16 +295,14 @@ def _foreign_finding(  # type: ignore[no-untyped-def]
     from bnblint.fix.apply import LineIndex, edits_for
     from bnblint.noqa import noqa_lines, suppressed
 
-    module_positions = project._modules[path].positions
-    assert module_positions is not None
-    row, col, end_row, end_col = module_positions[id(d.node)]
+    row, col, end_row, end_col = project.positions_of(builder)[id(d.node)]
     text = builder.source
     if suppressed(d.code, row, noqa_lines(text)):
         return None
-    note = ""
+    note = _provenance(d, filename, positions, project, qualify=True)
     if d.site is not None and d.site.call in positions:
         line = positions[d.site.call].start.line
-        note = f" (reaches the load at `{project.relative(filename)}:{line}`)"
+        note += f" (reaches the load at `{project.relative(filename)}:{line}`)"
     finding = Finding(
         code=d.code,
         message=d.message + note,
@@ -303,6 +316,8 @@ def _foreign_finding(  # type: ignore[no-untyped-def]
     if d.fix is not None:
         finding.fix_message = d.fix.message
         finding.applicability = d.fix.applicability
+        if d.site is not None and d.site.via and d.fix.applicability is Applicability.SAFE:
+            finding.applicability = Applicability.UNSAFE  # as for a finding of this file
         finding.edits = edits_for(builder.module, d.fix.operations, LineIndex(text))
     return finding
 
@@ -317,9 +332,10 @@ def lint_text(
     want_edits: bool = False,
     rules: Sequence[type[Rule]] | None = None,
     project: Project | None = None,
+    notebook: bool = False,
 ) -> FileResult:
     """Lint (and optionally fix) one module's text; ``project`` resolves its imports of
-    project modules."""
+    project modules; ``notebook``: the text is a notebook's program (one process)."""
     if rules is None:
         rules = settings.rules_for(filename)
     result = FileResult(filename)
@@ -340,7 +356,7 @@ def lint_text(
     except Exception as exc:  # LibCST raises a few other types on odd input
         result.error = f"cannot parse: {type(exc).__name__}: {exc}"
         return result
-    found = _diagnose(module, text, rules, settings, tree, project, filename)
+    found = _diagnose(module, text, rules, settings, tree, project, filename, notebook)
     findings, kept = _resolve(
         module, text, filename, found, want_edits, project, result.foreign
     )
@@ -366,8 +382,10 @@ def lint_text(
         module, text = new_module, new_text
         if project is not None:
             project.overlays[str(Path(filename).resolve())] = text
-        found = _diagnose(module, text, rules, settings, None, project, filename)
+        found = _diagnose(module, text, rules, settings, None, project, filename, notebook)
         findings, kept = _resolve(module, text, filename, found, want_edits, project)
+    if project is not None:
+        project.overlays.pop(str(Path(filename).resolve()), None)
     if text != original:
         result.fixed_text = text
         remaining = {(f.code, f.message) for f in findings}
@@ -413,6 +431,7 @@ def lint_source(
         want_edits=want_edits,
         rules=rules,
         project=project if document is None else None,
+        notebook=document is not None and filename.endswith(".ipynb"),
     )
     if document is None:
         return result

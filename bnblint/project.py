@@ -70,7 +70,12 @@ class Project:
     _paths: dict[tuple[str, str], Path | None] = field(default_factory=dict)
     _lookups: dict[str, Value | None] = field(default_factory=dict)
     _modules: dict[str, _Module] = field(default_factory=dict)
-    _active: list[str] = field(default_factory=list)
+    # Every module tree seen (a file's summary and its own analysis are different parses):
+    # a node is found in whichever it came from.
+    _known: list[_Module] = field(default_factory=list)
+    _files: list[Path] | None = None
+    _entries: list[tuple[Path, str]] | None = None
+    _imports: dict[str, tuple[tuple[int, int], frozenset[str]]] = field(default_factory=dict)
 
     @classmethod
     def around(cls, path: Path) -> Project | None:
@@ -134,6 +139,7 @@ class Project:
         resolved = str(Path(path).resolve())
         module = _Module(Path(resolved), _digest(text), builder)
         self._modules[resolved] = module
+        self._known.append(module)
 
     def builder_for(self, path: Path) -> ModelBuilder | None:
         key = str(path)
@@ -159,10 +165,12 @@ class Project:
         if cached is not None and cached.builder is not None:
             cached.builder.project = self
             self._modules[key] = cached
+            self._known.append(cached)
             return cached.builder
         module = self._modules[key] = _Module(path, digest)
         builder = _summarise(text, key, self)
         module.builder = builder
+        self._known.append(module)
         if builder is not None:
             _CACHE[(key, digest)] = module
         return builder
@@ -209,28 +217,152 @@ class Project:
             return value
         return None
 
+    # -- who imports whom ---------------------------------------------------------------
+
+    def files(self) -> list[Path]:
+        """Every Python file of the project (default excludes and .gitignore honoured)."""
+        if self._files is None:
+            from bnblint.discovery import DEFAULT_EXCLUDES, discover
+
+            found, _ = discover((str(self.root),), exclude=DEFAULT_EXCLUDES, root=self.root)
+            self._files = [p.resolve() for p in found]
+        return self._files
+
+    def imports_of(self, path: Path) -> frozenset[str]:
+        """The project files a file imports (stdlib AST, cached by size and mtime)."""
+        import ast
+
+        key = str(path)
+        try:
+            st = path.stat()
+            data = path.read_bytes() if st.st_size <= MAX_MODULE_BYTES else b""
+        except OSError:
+            return frozenset()
+        stamp = (st.st_size, st.st_mtime_ns)
+        cached = self._imports.get(key)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        targets: set[str] = set()
+        if b"import" in data:
+            try:
+                tree = ast.parse(data)
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                tree = None
+            name = self.module_name(path) or ""
+            is_package = path.name == "__init__.py"
+            for node in ast.walk(tree) if tree is not None else ():
+                modules: list[str] = []
+                if isinstance(node, ast.Import):
+                    modules = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    base = node.module or ""
+                    if node.level:
+                        parts = name.split(".")
+                        keep = len(parts) - node.level + (1 if is_package else 0)
+                        if keep < 1:
+                            continue
+                        base = ".".join([*parts[:keep], *([base] if base else [])])
+                    modules = [base, *(f"{base}.{a.name}" for a in node.names)]
+                for module in modules:
+                    found = self.module_path(module, key) if module else None
+                    if found is not None:
+                        targets.add(str(found))
+        result = frozenset(targets)
+        self._imports[key] = (stamp, result)
+        return result
+
+    def importers_of(self, targets: set[str]) -> list[Path]:
+        """Project files that import any of ``targets`` (resolved paths), directly or through
+        other project modules: their loads may reach what the targets define."""
+        names = {Path(t).stem.encode() for t in targets} | {
+            Path(t).parent.name.encode() for t in targets if t.endswith("__init__.py")
+        }
+        reached = set(targets)
+        out: list[Path] = []
+        changed = True
+        candidates = [p for p in self.files() if str(p) not in reached]
+        while changed:
+            changed = False
+            for path in candidates:
+                if str(path) in reached:
+                    continue
+                try:
+                    data = path.read_bytes()
+                except OSError:
+                    continue
+                if not any(n in data for n in names):
+                    continue
+                if self.imports_of(path) & reached:
+                    reached.add(str(path))
+                    names |= {path.stem.encode()}
+                    out.append(path)
+                    changed = True
+        return out
+
+    def closure(self, path: Path) -> set[str]:
+        """The project files ``path`` imports, transitively."""
+        seen: set[str] = set()
+        todo = [str(path)]
+        while todo:
+            current = todo.pop()
+            for target in self.imports_of(Path(current)):
+                if target not in seen:
+                    seen.add(target)
+                    todo.append(target)
+        return seen
+
+    def distributed_entry(self, path: str) -> tuple[str, str] | None:
+        """A distributed-training entry point of the project (a script that uses Trainer,
+        Accelerator, torch.distributed...) that imports ``path``, and why it is one."""
+        from bnblint.analysis.context import DISTRIBUTED_NAMES, distributed_reason
+
+        if self._entries is None:
+            words = [n.encode() for n in DISTRIBUTED_NAMES] + [b"LOCAL_RANK", b"WORLD_SIZE"]
+            self._entries = []
+            for file in self.files():
+                try:
+                    data = file.read_bytes()
+                except OSError:
+                    continue
+                if len(data) > MAX_MODULE_BYTES or not any(w in data for w in words):
+                    continue
+                reason = distributed_reason(data.decode("utf-8", "replace"))
+                if reason is not None:
+                    self._entries.append((file, reason))
+        target = str(Path(path).resolve())
+        for entry, reason in self._entries:
+            if str(entry) != target and target in self.closure(entry):
+                return self.relative(str(entry)), reason
+        return None
+
     # -- where a node is ----------------------------------------------------------------
 
     def owner_of(self, node: cst.CSTNode) -> tuple[str, ModelBuilder] | None:
         """The project file whose syntax tree holds ``node``, among the summarised modules."""
-        for key, module in self._modules.items():
+        for module in reversed(self._known):
             builder = module.builder
             if builder is None:
                 continue
             if module.positions is None:
                 module.positions = _positions(builder.module)
             if id(node) in module.positions:
-                return key, builder
+                return str(module.path), builder
         return None
+
+    def positions_of(self, builder: ModelBuilder) -> dict[int, tuple[int, int, int, int]]:
+        for module in self._known:
+            if module.builder is builder:
+                if module.positions is None:
+                    module.positions = _positions(builder.module)
+                return module.positions
+        return _positions(builder.module)
 
     def position(self, node: cst.CSTNode) -> tuple[str, int, int] | None:
         """(file, row, column) of a node of a summarised module."""
         owner = self.owner_of(node)
         if owner is None:
             return None
-        module = self._modules[owner[0]]
-        assert module.positions is not None
-        row, col, _, _ = module.positions[id(node)]
+        row, col, _, _ = self.positions_of(owner[1])[id(node)]
         return owner[0], row, col
 
     def relative(self, path: str) -> str:

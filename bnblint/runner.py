@@ -60,6 +60,48 @@ def _lint_one(
     return result
 
 
+def lint_one_text(
+    text: str,
+    filename: str,
+    settings: Settings,
+    *,
+    fix: bool = False,
+    unsafe_fixes: bool = False,
+    want_edits: bool = False,
+) -> FileResult:
+    """One document given as text (flake8, stdin, an editor buffer), analysed with the project
+    around its file when there is one: its imports resolve, and the findings its importers'
+    loads reveal in it are reported, as ``bnblint check`` on the whole tree reports them."""
+    path = Path(filename)
+    project = project_for(path) if filename not in ("-", "") else None
+    if project is not None:
+        project.overlays[str(path.resolve())] = text
+    try:
+        result = lint_source(
+            text,
+            filename,
+            settings,
+            fix=fix,
+            unsafe_fixes=unsafe_fixes,
+            want_edits=want_edits,
+            project=project,
+        )
+        if project is None or path.suffix != ".py":
+            return result
+        results = [result, *_importers([path], settings, False, unsafe_fixes, want_edits)]
+        foreign_fix = fix and result.fixed_text is None
+        merge_foreign(results, [path], False, unsafe_fixes)
+        if foreign_fix:
+            from bnblint.source import SourceFile
+
+            result.source = result.source or SourceFile(path, text, "utf-8")
+            _apply_foreign_fixes(result, unsafe_fixes)
+        return result
+    finally:
+        if project is not None:
+            project.overlays.pop(str(path.resolve()), None)
+
+
 def merge_foreign(
     results: list[FileResult], files: Sequence[Path], fix: bool, unsafe_fixes: bool
 ) -> None:
@@ -190,8 +232,44 @@ def lint_paths(
     finally:
         if pool is not None:
             pool.shutdown()
+    results.extend(_importers(files, settings, fix, unsafe_fixes, want_edits))
     merge_foreign(results, files, fix, unsafe_fixes)
-    return results
+    return [r for r in results if not r.context_only]
+
+
+def _importers(
+    files: Sequence[Path], settings: Settings, fix: bool, unsafe_fixes: bool, want_edits: bool
+) -> list[FileResult]:
+    """The project files outside this run that import the named ones: their loads may reveal
+    findings in the named files (a config a named module defines), so a file's findings do
+    not depend on which of the project's files were named. Only their foreign findings count."""
+    by_project: dict[Path, set[str]] = {}
+    for path in files:
+        if path.suffix != ".py":
+            continue
+        project = project_for(path)
+        if project is not None:
+            by_project.setdefault(project.root, set()).add(str(path.resolve()))
+    out: list[FileResult] = []
+    for root, named in by_project.items():
+        project = _PROJECTS[root]
+        assert project is not None
+        if len(named) >= len(project.files()) and named >= {str(p) for p in project.files()}:
+            continue  # the whole tree is in the run
+        for path in project.importers_of(named):
+            if str(path) in named:
+                continue
+            try:
+                data = read_bytes(path)
+            except SourceError:
+                continue
+            if not may_matter(data, settings.rules_for(str(path))):
+                continue
+            result = _lint_one(path, data, settings, False, unsafe_fixes, want_edits)
+            result.findings, result.fixed, result.fixed_text = [], [], None
+            result.context_only = True
+            out.append(result)
+    return out
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:

@@ -25,10 +25,64 @@ SETTINGS = Settings(root=FIXTURES)
 SUFFIXES = (".py", ".ipynb", ".md", ".rst")
 
 
+PROJECTS = FIXTURES / "projects"
+
+
 def cases() -> list[Path]:
     return sorted(
-        p for p in FIXTURES.rglob("*") if p.suffix in SUFFIXES and ".fixed." not in p.name
+        p
+        for p in FIXTURES.rglob("*")
+        if p.suffix in SUFFIXES and ".fixed." not in p.name and PROJECTS not in p.parents
     )
+
+
+def project_cases() -> list[Path]:
+    """``fixtures/projects/<name>/``: a tree with its own ``pyproject.toml``, linted as a
+    project; ``<name>.diagnostics`` holds the report (paths relative to the tree) and
+    ``<name>.fixed.diff`` the diff of ``--fix --unsafe-fixes`` (absent: nothing changes)."""
+    return sorted(p for p in PROJECTS.iterdir() if p.is_dir())
+
+
+def run_project(root: Path, named: list[str] | None = None) -> tuple[list[str], str]:
+    """(report lines, unified diff of the fixes) for a project fixture; ``named``: lint only
+    these files of it (as pre-commit names files), the project still around them."""
+    import difflib
+
+    from bnblint.discovery import DEFAULT_EXCLUDES, discover
+    from bnblint.runner import lint_paths
+
+    if named is None:
+        files, _ = discover((str(root),), exclude=DEFAULT_EXCLUDES, suffixes=(".py",))
+    else:
+        files = [root / n for n in named]
+    settings = Settings(root=root)
+
+    def rel(name: str) -> str:
+        return Path(name).resolve().relative_to(root.resolve()).as_posix()
+
+    report = lint_paths(files, settings, jobs=1)
+    lines = sorted(
+        f"{rel(f.filename)}:{f.location.row}:{f.location.column}: {f.code} "
+        f"{'[' + f.applicability.value + '] ' if f.applicability else ''}{f.message}"
+        for r in report
+        for f in r.findings
+    )
+    lines += sorted(f"{rel(r.filename)}: {r.error}" for r in report if r.error)
+    fixed = lint_paths(files, settings, fix=True, unsafe_fixes=True, jobs=1)
+    diff: list[str] = []
+    for r in sorted(fixed, key=lambda r: rel(r.filename)):
+        if r.fixed_text is None or r.source is None:
+            continue
+        name = rel(r.filename)
+        diff.extend(
+            difflib.unified_diff(
+                r.source.text.splitlines(keepends=True),
+                r.fixed_text.splitlines(keepends=True),
+                fromfile=f"a/{name}",
+                tofile=f"b/{name}",
+            )
+        )
+    return lines, "".join(diff)
 
 
 def case_id(path: Path) -> str:
@@ -65,6 +119,18 @@ def run(path: Path) -> tuple[list[str], str, str]:
 
 
 def update(only: list[str]) -> None:
+    for root in project_cases():
+        if only and "projects" not in only and root.name not in only:
+            continue
+        lines, diff = run_project(root)
+        root.with_suffix(".diagnostics").write_text(
+            "".join(line + "\n" for line in lines), encoding="utf-8"
+        )
+        target = root.with_suffix(".fixed.diff")
+        if diff:
+            target.write_text(diff, encoding="utf-8")
+        elif target.exists():
+            target.unlink()
     for path in cases():
         if only and path.parent.name not in only:
             continue
@@ -87,3 +153,5 @@ if __name__ == "__main__":
     else:
         for case in cases():
             print(case_id(case), *run(case)[0], sep="\n  ")
+        for root in project_cases():
+            print(f"projects/{root.name}", *run_project(root)[0], sep="\n  ")

@@ -82,12 +82,14 @@ def test_unknown_splat_makes_absent_keys_unknown() -> None:
 
 
 def test_branches_join_into_conditional_quantization() -> None:
-    site = only_site(
+    loads = model_of(
         "import sys\nkw = {}\nif sys.argv[1:]:\n"
         "    kw['quantization_config'] = BitsAndBytesConfig(load_in_4bit=True)\n"
         "AutoModelForCausalLM.from_pretrained('x', **kw)\n"
-    )
-    assert site.quantization is not None and site.quantization.conditional
+    ).loads
+    # One site per path: with the config (conditional), and without quantization.
+    assert [s.quantization is not None for s in loads] == [True, False]
+    assert loads[0].quantization is not None and loads[0].quantization.conditional
 
 
 def test_different_configs_on_branches_are_one_site_each() -> None:

@@ -94,14 +94,24 @@ def test_known_true_variable_is_kept() -> None:
 
 def test_non_transformers_receivers_are_silent() -> None:
     source = (
-        "from peft import AutoPeftModelForCausalLM\n"
+        "from mylib import Loader\n"
         "from unsloth import FastLanguageModel\n"
-        'a = AutoPeftModelForCausalLM.from_pretrained("m", load_in_4bit=True)\n'
+        'a = Loader.from_pretrained("m", load_in_4bit=True)\n'
         'b = FastLanguageModel.from_pretrained("m", load_in_4bit=True)\n'
         'c = AutoModelForCausalLM.from_pretrained("m", load_in_4bit=True)  # not imported\n'
     )
     findings, _ = check(source)
     assert findings == []
+
+
+def test_peft_auto_classes_forward_the_load_keywords() -> None:
+    source = (
+        "from peft import AutoPeftModelForCausalLM\n"
+        'a = AutoPeftModelForCausalLM.from_pretrained("m", load_in_4bit=True)\n'
+    )
+    findings, fixed = check(source)
+    assert [f.code for f in findings] == ["BNB004"]  # ONLY selects BNB004
+    assert fixed is not None and "quantization_config=BitsAndBytesConfig(" in fixed
 
 
 def test_conditional_config_and_legacy_flag_get_no_fix() -> None:

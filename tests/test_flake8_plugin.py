@@ -170,8 +170,8 @@ import bnblint.flake8_plugin as plugin
 from flake8.main.application import Application
 
 calls = []
-real = plugin.lint_text
-plugin.lint_text = lambda *a, **k: calls.append(a[1]) or real(*a, **k)
+real = plugin.lint_one_text
+plugin.lint_one_text = lambda *a, **k: calls.append(a[1]) or real(*a, **k)
 app = Application()
 app.run(["--isolated", "-j", "1", "--select", "BNB", sys.argv[1]])
 print(len(calls), app.result_count, "libcst" in sys.modules)

@@ -68,6 +68,8 @@ LOADER_ROOTS = frozenset({"transformers", "peft", "trl"})
 # is re-walked with the arguments of different calls.
 MAX_CALL_DEPTH = 4
 MAX_SPECIALIZATIONS = 12
+# At most this many keyword mappings per load (branches that write ``kwargs`` differently).
+MAX_ALTERNATIVES = 8
 # Methods walked first in a class: they set the instance attributes the others read.
 INIT_METHODS = ("__init__", "__post_init__", "setup")
 
@@ -172,8 +174,10 @@ class ModelBuilder:
         # being analysed, even while a function of another module runs.
         self.sink: ModelBuilder = self
         self.via: tuple[Hop, ...] = ()
-        self.specializations: dict[int, int] = {}
+        self.specializations: dict[tuple[int, int], int] = {}
         self.class_values: dict[int, ClassValue] = {}
+        # Methods of summarised classes not run yet (see ``summarise``), by class.
+        self.deferred: dict[int, list[tuple[cst.FunctionDef, Env]]] = {}
         self.current_class: ClassValue | None = None
         self.paths: dict[int, tuple[str, ...]] = {}  # def/class node -> its FunctionIndex path
         self.loads: list[LoadSite] = []
@@ -227,6 +231,27 @@ class ModelBuilder:
             list(configs.values()),
             module_names,
         )
+
+    def summarise(self) -> None:
+        """Walk the module level and the class bodies only: what an importer may read. Function
+        bodies run when a call reaches them; a class's methods when its instance attributes are
+        read."""
+        module_env = self.module_env = Env()
+        self.scopes.append(self.module)
+        self.block(self.module.body, module_env)
+        while self.pending:
+            node, parent = self.pending.pop(0)
+            if isinstance(node, cst.ClassDef):
+                self.run_class(node, parent)
+            else:
+                fn = self.function(node)
+                if fn.cls is not None:
+                    self.deferred.setdefault(id(fn.cls), []).append((node, parent))
+
+    def complete_class(self, cls: ClassValue) -> None:
+        """Run the methods of a summarised class, so its instance attributes are known."""
+        for node, parent in self.deferred.pop(id(cls), []):
+            self.run_function(node, parent)
 
     def run_class(self, node: cst.ClassDef, parent: Env) -> None:
         cls = self.class_value(node)
@@ -332,14 +357,16 @@ class ModelBuilder:
         """Walk ``fn`` again with a known call's arguments. The load sites it meets are new
         sites (the same call, other keywords) collected by ``sink``, remembering ``hop``."""
         node = fn.node
-        count = self.specializations.get(id(node), 0)
+        # Counted per analysed document (the sink): a cached summary serves many.
+        key = (id(self), id(node))
+        count = sink.specializations.get(key, 0)
         if (
             id(node) in self.running
             or count >= MAX_SPECIALIZATIONS
             or len(sink.via) >= MAX_CALL_DEPTH
         ):
             return None
-        self.specializations[id(node)] = count + 1
+        sink.specializations[key] = count + 1
         saved = (self.sites, self.sink, self.via, self.returns, self.blocks, self.pending)
         self.sites, self.sink, self.via = {}, sink, (*sink.via, hop)
         self.returns, self.blocks, self.pending = [[]], [id(node)], []
@@ -608,7 +635,7 @@ class ModelBuilder:
         elif isinstance(container, BnbConfig):
             entries = {k: e for k, e in container.options.entries.items() if k != key}
             options = Mapping(entries, container.options.node, container.options.complete)
-            env.vars[name] = BnbConfig(options, container.node, container.is_dict)
+            env.vars[name] = replace(container, options=options)
 
     def invalidate(self, name: str, container: Value | None, env: Env) -> None:
         """A mutation the analysis cannot follow (an unknown merge or key): absent keys may now
@@ -616,9 +643,7 @@ class ModelBuilder:
         if isinstance(container, Mapping):
             env.vars[name] = _opened(container)
         elif isinstance(container, BnbConfig):
-            env.vars[name] = BnbConfig(
-                _opened(container.options), container.node, container.is_dict
-            )
+            env.vars[name] = replace(container, options=_opened(container.options))
 
     def mutation(self, expr: cst.BaseExpression, env: Env) -> None:
         """``kw.update(...)``, ``kw.setdefault(...)`` and other in-place changes of a dict."""
@@ -740,7 +765,9 @@ class ModelBuilder:
             ):
                 return None
             kwargs = self.mapping_from_args(call.args, call, env)
-            return LoadSite(call, "from_pretrained", name, kwargs, self.scopes[-1])
+            site = LoadSite(call, "from_pretrained", name, kwargs, self.scopes[-1])
+            site.alternatives = self.kwargs_alternatives(call, kwargs, env)
+            return site
         if qualname(self.eval(func, env)) in PIPELINE_NAMES:
             kwargs = self.mapping_from_args(call.args, call, env)
             # pipeline() hands only model_kwargs (and its own device_map/dtype) to the model:
@@ -823,7 +850,7 @@ class ModelBuilder:
         """A name imported from a project module: what that module binds it to."""
         if self.project is None:
             return symbol
-        value = self.project.lookup(symbol.qualname)
+        value = self.project.lookup(symbol.qualname, self.path)
         return symbol if value is None else value
 
     def instance_attr(self, cls: ClassValue, attr: str, node: cst.CSTNode) -> Value:
@@ -832,6 +859,8 @@ class ModelBuilder:
         values: list[Value] = []
         mutated = False
         for c in cls.mro():
+            if isinstance(c.owner, ModelBuilder) and id(c) in c.owner.deferred:
+                c.owner.complete_class(c)
             values.extend(c.instance_attrs.get(attr, ()))
             mutated = mutated or attr in c.mutated
         if not values:
@@ -851,7 +880,7 @@ class ModelBuilder:
                 if isinstance(v, Mapping):
                     opened.append(_opened(v))
                 elif isinstance(v, BnbConfig):
-                    opened.append(BnbConfig(_opened(v.options), v.node, v.is_dict))
+                    opened.append(replace(v, options=_opened(v.options)))
                 else:
                     opened.append(v)
             value = opened[0] if len(opened) == 1 else Choice(tuple(opened), node)
@@ -910,7 +939,7 @@ class ModelBuilder:
                 if any(a.keyword is None and a.star == "" for a in node.args):
                     # BitsAndBytesConfig(True): a positional load_in_8bit, not in ``options``.
                     options = Mapping(options.entries, node, complete=False)
-                config = self.configs[id(node)] = BnbConfig(options, node)
+                config = self.configs[id(node)] = BnbConfig(options, node, owner=self)
             return config
         if name is not None and _other_quant_config(name):
             return OtherConfig(name, node)
@@ -954,7 +983,9 @@ class ModelBuilder:
         ):
             config = self.configs.get(id(mapping.node))
             if config is None or config.options is not mapping:
-                config = self.configs[id(mapping.node)] = BnbConfig(mapping, mapping.node, True)
+                config = self.configs[id(mapping.node)] = BnbConfig(
+                    mapping, mapping.node, True, owner=self
+                )
             return config
         return mapping
 
@@ -984,6 +1015,43 @@ class ModelBuilder:
                 choice = Choice(tuple(NONE if f is None else f.value for f in found))
                 entries[key] = Entry(choice, node)
         return Mapping(entries, maps[0].node, all(m.complete for m in maps))
+
+    def kwargs_alternatives(self, call: cst.Call, kwargs: Mapping, env: Env) -> list[Mapping]:
+        """The keywords of a call, one mapping per path, when a ``**name`` is one of several
+        mappings (``kwargs`` written differently on each branch); empty when it is one."""
+        splats = [a for a in call.args if a.star == "**"]
+        if not splats or not all(isinstance(a.value, cst.Name) for a in splats):
+            return []  # only names: evaluating them again has no effect
+        if not any(isinstance(env.lookup(a.value.value), Choice) for a in splats):  # type: ignore[attr-defined]
+            return []
+        states: list[tuple[dict[str, Entry], bool]] = [({}, True)]
+        split = False
+        for arg in call.args:
+            if arg.keyword is not None:
+                entry = kwargs.entries[arg.keyword.value]  # the entry already evaluated
+                states = [({**e, arg.keyword.value: entry}, c) for e, c in states]
+            elif arg.star == "**":
+                value = self.eval(arg.value, env)
+                options = [self.as_mapping(o) for o in value.options] if isinstance(
+                    value, Choice
+                ) else [self.as_mapping(value)]
+                if len(options) > 1 and all(o is not None for o in options):
+                    split = True
+                elif len(options) > 1:
+                    options = [self.as_mapping(value)]
+                new = []
+                for e, c in states:
+                    for o in options:
+                        if o is None:
+                            new.append((e, False))
+                        else:
+                            new.append(({**e, **o.entries}, c and o.complete))
+                states = new
+                if len(states) > MAX_ALTERNATIVES:
+                    return []
+        if not split:
+            return []
+        return [Mapping(e, call, c) for e, c in states]
 
     def mapping_from_args(
         self, args: Sequence[cst.Arg], node: cst.CSTNode, env: Env, positional: bool = False
@@ -1081,8 +1149,17 @@ def _loader_name(name: str) -> bool:
 
 
 def _variants(site: LoadSite) -> list[LoadSite]:
-    """One load site per bitsandbytes config that may reach it (``int4 -> cfg4, int8 ->
-    cfg8``): each is a load on some path, so each is checked on its own."""
+    """One load site per path: per mapping a ``**kwargs`` may be, and per bitsandbytes config
+    that may reach it (``int4 -> cfg4, int8 -> cfg8``); each is a load on some path, so each
+    is checked on its own."""
+    if site.alternatives:
+        out = []
+        for kwargs in site.alternatives:
+            for variant in _variants(replace(site, kwargs=kwargs, alternatives=[], configs=[])):
+                if variant.quantization is not None:
+                    variant.quantization = replace(variant.quantization, conditional=True)
+                out.append(variant)
+        return out
     entry = site.kwargs.entries.get("quantization_config")
     if entry is not None:
         configs: list[BnbConfig] = []
@@ -1165,8 +1242,20 @@ def _interesting_names(env: Env) -> frozenset[str]:
     return frozenset(names)
 
 
-def build_model(module: cst.Module, source: str, tree: ast.Module | None = None) -> ModuleModel:
+def build_model(
+    module: cst.Module,
+    source: str,
+    tree: ast.Module | None = None,
+    project: Project | None = None,
+    path: str | None = None,
+) -> ModuleModel:
     """The analysis model of a module; ``tree`` (its stdlib AST, when the caller has it) lets
-    the walk skip function bodies that cannot matter."""
+    the walk skip function bodies that cannot matter; ``project`` resolves imports of project
+    modules."""
     index = FunctionIndex(tree) if tree is not None else None
-    return ModelBuilder(module, source, index).build()
+    builder = ModelBuilder(module, source, index, project, path)
+    if project is not None and path is not None:
+        project.register(path, builder, source)
+    model = builder.build()
+    model.builder = builder
+    return model

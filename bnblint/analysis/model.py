@@ -113,6 +113,9 @@ class LoadSite:
     # The calls with known arguments through which this load was reached (outermost first,
     # analysis.builder.Hop); empty for the load as its own function sees it.
     via: tuple[object, ...] = ()
+    # The keywords per path when a ``**splat`` differs between branches (the builder makes one
+    # site of each); empty when ``kwargs`` is the only one.
+    alternatives: list[Mapping] = field(default_factory=list)
 
     def field(self, *names: str) -> Field:
         """The first of ``names`` that the load receives (``dtype``/``torch_dtype``)."""
@@ -178,11 +181,42 @@ class ModuleModel:
     # imported as (``{"tf": "transformers", "BnbConfig": "transformers.BitsAndBytesConfig"}``),
     # or None for other bindings.
     module_names: dict[str, str | None] = field(default_factory=dict)
+    builder: object = None  # the analysis.builder.ModelBuilder that built it
+
+    # A notebook is one process: only ``notebook_launcher`` starts more.
+    notebook: bool = False
 
     @cached_property
     def distributed(self) -> str | None:
-        """Why this looks like a distributed-training file, if it does."""
-        return distributed_reason(self.source)
+        """Why this looks like a distributed-training file, if it does: its own code, or a
+        distributed-training entry point of the project that imports it."""
+        if self.notebook:
+            return "it uses `notebook_launcher`" if "notebook_launcher" in self.source else None
+        own = distributed_reason(self.source)
+        if own is not None:
+            return own
+        builder = self.builder
+        project = getattr(builder, "project", None)
+        path = getattr(builder, "path", None)
+        if project is None or path is None:
+            return None
+        entry = project.distributed_entry(path)
+        if entry is None:
+            return None
+        return f"imported by `{entry[0]}`, which {entry[1].removeprefix('it ')}"
+
+    def torch_alias_for(self, config: BnbConfig) -> str | None:
+        """The name bound to ``torch`` in the module where ``config`` is written (another
+        project module's, when the config came from there), for fixes that write a dtype."""
+        owner = config.owner
+        env = getattr(owner, "module_env", None)
+        if owner is None or owner is self.builder or env is None:
+            return self.torch_alias
+        alias = None
+        for name, value in env.vars.items():
+            if getattr(value, "qualname", None) == "torch" and (alias is None or name == "torch"):
+                alias = name
+        return alias
 
     def quantized_loads(self) -> Iterator[LoadSite]:
         for site in self.loads:

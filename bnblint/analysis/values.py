@@ -108,13 +108,14 @@ class BnbConfig:
     options: Mapping
     node: cst.CSTNode
     is_dict: bool = False
+    owner: object = None  # the analysis.builder.ModelBuilder of the module it is written in
 
     @property
     def complete(self) -> bool:
         return self.options.complete
 
     def with_option(self, key: str, entry: Entry) -> BnbConfig:
-        return BnbConfig(self.options.with_entry(key, entry), self.node, self.is_dict)
+        return BnbConfig(self.options.with_entry(key, entry), self.node, self.is_dict, self.owner)
 
 
 @dataclass(frozen=True, eq=False)

@@ -95,12 +95,17 @@ No fix is offered in distributed-training files.
                     f"({model.distributed}), so pass "
                     '`device_map={"": PartialState().local_process_index}`'
                 )
-                yield Diagnostic(self.code, message, site.call, site)
+                yield Diagnostic(self.code, message, site.call, site, related=tuple(sites))
                 continue
             message = f'{head} one device; pass `device_map="auto"` to spread it over all GPUs'
-            fix = Fix(
-                'Add `device_map="auto"`',
-                Applicability.SAFE,
-                (AddKeyword(site.call, "device_map", '"auto"'),),
-            )
-            yield Diagnostic(self.code, message, site.call, site, fix)
+            fix = None
+            if not (any(s.via for s in sites) and any(a.star == "**" for a in site.call.args)):
+                # Reached through a caller's keywords, the call serves other callers too, and
+                # one of them may pass device_map in the splat: the keyword would then be a
+                # TypeError (multiple values). No fix there.
+                fix = Fix(
+                    'Add `device_map="auto"`',
+                    Applicability.SAFE,
+                    (AddKeyword(site.call, "device_map", '"auto"'),),
+                )
+            yield Diagnostic(self.code, message, site.call, site, fix, related=tuple(sites))

@@ -140,9 +140,10 @@ saved in bf16 (hidden 2048, 22 layers), prefill of an 8x512 batch:
         if config.is_dict:
             value = f'"{name}"'
         else:
-            alias = model.torch_alias or "torch"
+            torch_alias = model.torch_alias_for(config)
+            alias = torch_alias or "torch"
             value = f"{alias}.{name}"
-            if model.torch_alias is None:
+            if torch_alias is None:
                 ops.append(AddImport("torch"))
         if isinstance(config.node, cst.Dict):
             ops.append(AddDictEntry(config.node, OPTION, value))

@@ -5,7 +5,7 @@ from dataclasses import fields
 from typing import TYPE_CHECKING
 
 from bnblint.analysis.model import LoadSite, ModuleModel
-from bnblint.analysis.values import Entry, truthy
+from bnblint.analysis.values import Entry, Overridden, truthy
 from bnblint.diagnostics import (
     AddDictEntry,
     AddImportFrom,
@@ -179,6 +179,8 @@ exactly as they would have reported the old keywords' implicit config.
             return Fix(f"Remove {shown}", Applicability.SAFE, tuple(removes))
         if len(active) > 1:
             return None  # both flags set (or unknown): nothing to translate
+        if any(isinstance(e.value, Overridden) for e in legacy.values()):
+            return None  # a later merge may change the flag: nothing certain to translate
         flag = active[0]
         entry = legacy[flag]
         place = places[flag]
@@ -261,8 +263,8 @@ def _legacy(site: LoadSite) -> dict[str, Entry]:
             if entry is not None and inner is not None and inner.entries.get(k) is entry:
                 found[k] = entry
         return found
-    if site.receiver is None or site.receiver.split(".")[0] != "transformers":
-        return {}
+    if site.receiver is None or site.receiver.split(".")[0] not in ("transformers", "peft"):
+        return {}  # PEFT's AutoPeftModel* forward the load keywords to transformers
     return {k: e for k in LEGACY if (e := site.kwargs.entries.get(k)) is not None}
 
 

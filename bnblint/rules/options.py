@@ -291,8 +291,9 @@ def _compute_dtype_problem(
         return Problem(message)
     if config.is_dict:
         return Problem(message, quoted(value_node, name), applicability)
-    alias = model.torch_alias or "torch"
-    return Problem(message, f"{alias}.{name}", applicability, model.torch_alias is None)
+    torch_alias = model.torch_alias_for(config)
+    alias = torch_alias or "torch"
+    return Problem(message, f"{alias}.{name}", applicability, torch_alias is None)
 
 
 def value_fix(problem: Problem, entry: Entry, model: ModuleModel) -> Fix | None:
