@@ -13,7 +13,7 @@ from click.core import ParameterSource
 
 from bnblint import __version__
 from bnblint.output import FORMAT_NAMES, Renderer, Report, get_renderer, wants_edits
-from bnblint.pipeline import FileResult, lint_source
+from bnblint.pipeline import FileResult
 from bnblint.rules import ALL_RULES, RULES_BY_CODE
 from bnblint.settings import (
     ConfigError,
@@ -247,7 +247,10 @@ def _check_stdin(
     except SourceError as exc:
         report.results.append(FileResult(name, error=str(exc)))
         return
-    result = lint_source(
+    from bnblint.runner import lint_one_text
+
+    # With --stdin-filename, the project around that path resolves the text's imports.
+    result = lint_one_text(
         text,
         name,
         settings,

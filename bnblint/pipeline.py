@@ -105,6 +105,8 @@ def candidate_tree(text: str) -> tuple[bool, ast.Module | None]:
         name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
         if name in configs and (call.args or call.keywords):
             return True, tree
+        if any(k.arg == "model_init_kwargs" for k in call.keywords):
+            return True, tree  # a TRL config: its trainer may load with these keywords
         if not call.keywords:
             continue  # a load without keywords or ** cannot be quantized
         if name == "from_pretrained" and not _non_model(func):

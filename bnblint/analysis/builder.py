@@ -37,6 +37,7 @@ from bnblint.analysis.values import (
     OtherConfig,
     Overridden,
     Symbol,
+    TrlConfig,
     Unknown,
     Value,
     flatten,
@@ -768,7 +769,10 @@ class ModelBuilder:
             site = LoadSite(call, "from_pretrained", name, kwargs, self.scopes[-1])
             site.alternatives = self.kwargs_alternatives(call, kwargs, env)
             return site
-        if qualname(self.eval(func, env)) in PIPELINE_NAMES:
+        trainer = qualname(self.eval(func, env))
+        if trainer is not None and trainer.split(".")[0] == "trl" and trainer.endswith("Trainer"):
+            return self.trainer_site(call, env)
+        if trainer in PIPELINE_NAMES:
             kwargs = self.mapping_from_args(call.args, call, env)
             # pipeline() hands only model_kwargs (and its own device_map/dtype) to the model:
             # a quantization keyword given to pipeline() itself is silently ignored.
@@ -929,7 +933,7 @@ class ModelBuilder:
     def call(self, node: cst.Call, env: Env) -> Value:
         site = self.sites.get(id(node))
         if site is not None:
-            return LoadResult(site, node)
+            return LoadResult(site, node) if site.api != "trl" else Unknown(node, "a trainer")
         func = self.eval(node.func, env)
         name = qualname(func)
         if name in BNB_CONFIG_NAMES:
@@ -941,6 +945,10 @@ class ModelBuilder:
                     options = Mapping(options.entries, node, complete=False)
                 config = self.configs[id(node)] = BnbConfig(options, node, owner=self)
             return config
+        if name is not None and name.split(".")[0] == "trl" and name.endswith("Config"):
+            options = self.mapping_from_args(node.args, node, env)
+            entry = options.entries.get("model_init_kwargs")
+            return TrlConfig(entry.value if entry is not None else None, node)
         if name is not None and _other_quant_config(name):
             return OtherConfig(name, node)
         if name == "dict":
@@ -1015,6 +1023,27 @@ class ModelBuilder:
                 choice = Choice(tuple(NONE if f is None else f.value for f in found))
                 entries[key] = Entry(choice, node)
         return Mapping(entries, maps[0].node, all(m.complete for m in maps))
+
+    def trainer_site(self, call: cst.Call, env: Env) -> LoadSite | None:
+        """``SFTTrainer(model="id", args=SFTConfig(model_init_kwargs={...}))``: TRL loads the
+        model itself, with those keywords (TRL 1.x ``create_model_from_path``)."""
+        positional = [a for a in call.args if a.keyword is None and not a.star]
+        named = {a.keyword.value: a for a in call.args if a.keyword is not None}
+        model_arg = named.get("model") or (positional[0] if positional else None)
+        args_arg = named.get("args") or (positional[1] if len(positional) > 1 else None)
+        if model_arg is None or args_arg is None:
+            return None
+        model = self.eval(model_arg.value, env)
+        config = self.eval(args_arg.value, env)
+        if not (isinstance(model, Literal) and isinstance(model.value, str)):
+            return None  # an instantiated model: model_init_kwargs are not used
+        if not isinstance(config, TrlConfig) or config.model_init_kwargs is None:
+            return None
+        kwargs = self.as_mapping(config.model_init_kwargs)
+        if kwargs is None:
+            return None
+        receiver = "transformers.AutoModelForCausalLM"
+        return LoadSite(call, "trl", receiver, kwargs, self.scopes[-1])
 
     def kwargs_alternatives(self, call: cst.Call, kwargs: Mapping, env: Env) -> list[Mapping]:
         """The keywords of a call, one mapping per path, when a ``**name`` is one of several

@@ -94,7 +94,7 @@ class LoadSite:
     """A call that loads a model: ``<cls>.from_pretrained(...)`` or ``pipeline(...)``."""
 
     call: cst.Call
-    api: L["from_pretrained", "pipeline"]
+    api: L["from_pretrained", "pipeline", "trl"]  # trl: a trainer given a model id
     receiver: str | None  # qualified name of the class, when known
     kwargs: Mapping  # every keyword that reaches the model load, splats and model_kwargs merged
     scope: cst.CSTNode  # the function (or module) the call is in

@@ -194,6 +194,15 @@ class ClassValue:
 
 
 @dataclass(frozen=True, eq=False)
+class TrlConfig:
+    """A TRL training config (``SFTConfig(model_init_kwargs=...)``): when its trainer gets a
+    model id, TRL loads the model with ``from_pretrained(model_id, **model_init_kwargs)``."""
+
+    model_init_kwargs: Value | None
+    node: cst.CSTNode
+
+
+@dataclass(frozen=True, eq=False)
 class Instance:
     """``self`` (or ``cls``) inside a method of a project class."""
 
@@ -214,6 +223,7 @@ Value = Union[
     Function,
     ClassValue,
     Instance,
+    TrlConfig,
 ]
 
 

@@ -141,6 +141,8 @@ exactly as they would have reported the old keywords' implicit config.
     ) -> str:
         if site.api == "pipeline":
             where = "in `pipeline(model_kwargs=...)`"
+        elif site.api == "trl":
+            where = "in `model_init_kwargs`, which TRL passes to `from_pretrained`"
         elif primary.container is site.call:
             where = "passed to `from_pretrained`"
         else:
