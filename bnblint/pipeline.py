@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from bnblint.diagnostics import Applicability, Diagnostic, Finding, Location, Operation
 from bnblint.noqa import noqa_lines, suppressed
+from bnblint.project import EXTERNAL_ROOTS
 from bnblint.rules import Rule
 from bnblint.settings import Settings
 from bnblint.source import SourceFile
@@ -73,7 +74,7 @@ def has_candidate_call(text: str) -> bool:
     return candidate_tree(text)[0]
 
 
-def candidate_tree(text: str) -> tuple[bool, ast.Module | None]:
+def candidate_tree(text: str, imported_only: bool = False) -> tuple[bool, ast.Module | None]:
     """Cheap second filter: does the module call a load or a config that can matter? Also
     returns the stdlib AST, which the analysis reuses to skip function bodies.
 
@@ -84,6 +85,11 @@ def candidate_tree(text: str) -> tuple[bool, ast.Module | None]:
     name, or a ``BitsAndBytesConfig`` call with arguments (an argument-less one only matters
     where it reaches a load). On the installed transformers package: 8 files pass the byte
     filter, 1 has a candidate. Unparsable text passes, so that LibCST reports the error.
+
+    ``imported_only``: the file names no bitsandbytes word, so a load can only be quantized by
+    what it gets from another module: a keyword value or ``**splat`` that mentions an imported
+    name (or ``**self.<attr>``, set in a base class). Keeps the thousands of ``**kwargs``
+    forwarding loads of a library out of the analysis.
     """
     try:
         tree = parse_ast(text)
@@ -91,6 +97,7 @@ def candidate_tree(text: str) -> tuple[bool, ast.Module | None]:
         return True, None
     configs, pipelines = {"BitsAndBytesConfig"}, {"pipeline"}
     calls = []
+    imported: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             for alias in node.names:
@@ -98,8 +105,16 @@ def candidate_tree(text: str) -> tuple[bool, ast.Module | None]:
                     configs.add(alias.asname)
                 elif alias.asname and alias.name == "pipeline":
                     pipelines.add(alias.asname)
+                if node.level or (node.module or "").split(".")[0] not in EXTERNAL_ROOTS:
+                    imported.add(alias.asname or alias.name)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] not in EXTERNAL_ROOTS:
+                    imported.add(alias.asname or alias.name.split(".")[0])
         elif isinstance(node, ast.Call):
             calls.append(node)
+    if imported_only:
+        return any(_uses_import(c, imported) for c in calls), tree
     for call in calls:
         func = call.func
         name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
@@ -116,6 +131,27 @@ def candidate_tree(text: str) -> tuple[bool, ast.Module | None]:
     return False, tree
 
 
+def _uses_import(call: ast.Call, imported: set[str]) -> bool:
+    """A load whose keywords mention an imported name, or that splats ``self.<attr>``."""
+    func = call.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    if name not in ("from_pretrained", "pipeline") or not call.keywords or _non_model(func):
+        return False
+    for keyword in call.keywords:
+        value = keyword.value
+        if (
+            keyword.arg is None
+            and isinstance(value, ast.Attribute)
+            and isinstance(value.value, ast.Name)
+            and value.value.id == "self"
+        ):
+            return True
+        for node in ast.walk(value):
+            if isinstance(node, ast.Name) and node.id in imported:
+                return True
+    return False
+
+
 def _non_model(func: ast.expr) -> bool:
     """``AutoTokenizer.from_pretrained``, ``AutoConfig.from_pretrained``: never a model load."""
     from bnblint.analysis.names import NON_MODEL_SUFFIXES
@@ -128,6 +164,21 @@ def _non_model(func: ast.expr) -> bool:
 def _can_fire(text: str, rules: Sequence[type[Rule]]) -> bool:
     """The byte prefilter, on text (stdin, editors, documents)."""
     return bool(rules) and any(w.decode() in text for w in words_for(rules))
+
+
+def _imported_only(text: str, rules: Sequence[type[Rule]]) -> bool:
+    """Whether only the load words passed the prefilter (no rule's own word is in the text)."""
+    return not any(w.decode() in text for w in rule_words(rules))
+
+
+def rule_words(rules: Sequence[type[Rule]]) -> tuple[bytes, ...]:
+    """The rules' own words, without the load words."""
+    return _rule_words(tuple(rules))
+
+
+@lru_cache(maxsize=64)
+def _rule_words(rules: tuple[type[Rule], ...]) -> tuple[bytes, ...]:
+    return tuple(sorted({w for rule in rules for w in rule.words}))
 
 
 def fix_allowed(applicability: Applicability | None, unsafe_fixes: bool) -> bool:
@@ -343,7 +394,10 @@ def lint_text(
     result = FileResult(filename)
     if not _can_fire(text, rules):
         return result
-    candidate, tree = candidate_tree(text)
+    imported_only = _imported_only(text, rules)
+    if imported_only and project is None:
+        return result  # no bitsandbytes word and no project to bring one in
+    candidate, tree = candidate_tree(text, imported_only)
     if not candidate:
         return result
     import libcst as cst

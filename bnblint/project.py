@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,11 +42,15 @@ MAX_HOPS = 8
 
 def find_root(path: Path) -> Path | None:
     """The nearest directory above ``path`` with a project marker."""
-    start = path if path.is_dir() else path.parent
-    for directory in (start, *start.parents):
-        if any((directory / marker).exists() for marker in ROOT_MARKERS):
-            return directory
-    return None
+    return _root_of(str(path if path.is_dir() else path.parent))
+
+
+@lru_cache(maxsize=4096)
+def _root_of(directory: str) -> Path | None:
+    start = Path(directory)
+    if any((start / marker).exists() for marker in ROOT_MARKERS):
+        return start
+    return None if start.parent == start else _root_of(str(start.parent))
 
 
 @dataclass

@@ -6,10 +6,11 @@ import multiprocessing
 import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from functools import lru_cache
 from pathlib import Path
 
 from bnblint.diagnostics import Finding
-from bnblint.pipeline import FileResult, lint_source, may_matter, words_for
+from bnblint.pipeline import FileResult, lint_source, may_matter, rule_words, words_for
 from bnblint.project import Project, find_root
 from bnblint.settings import Settings
 from bnblint.source import SourceError, read_bytes, read_source
@@ -32,12 +33,17 @@ _PROJECTS: dict[Path, Project | None] = {}
 
 def project_for(path: Path) -> Project | None:
     """The project a file belongs to (nearest pyproject.toml/.git/setup.py above it)."""
-    root = find_root(path.resolve())
+    root = _root_for_dir(os.path.dirname(os.path.abspath(path)))
     if root is None:
         return None
     if root not in _PROJECTS:
         _PROJECTS[root] = Project(root)
     return _PROJECTS[root]
+
+
+@lru_cache(maxsize=4096)
+def _root_for_dir(directory: str) -> Path | None:
+    return find_root(Path(os.path.realpath(directory)) / "_")
 
 
 def _lint_one(
@@ -217,6 +223,8 @@ def lint_paths(
                     continue
             elif not may_matter(data, rules):
                 continue
+            if not any(w in data for w in rule_words(rules)) and project_for(path) is None:
+                continue  # only a load, and no project whose modules could quantize it
             if early and pool is None:
                 pool = _pool(workers)
             if pool is not None:
