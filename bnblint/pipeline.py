@@ -120,6 +120,15 @@ def candidate_tree(text: str, imported_only: bool = False) -> tuple[bool, ast.Mo
         name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
         if name in configs and (call.args or call.keywords):
             return True, tree
+        if name == "dict" and any(
+            k.arg == "type"
+            and (
+                (isinstance(k.value, ast.Attribute) and k.value.attr == "from_pretrained")
+                or getattr(k.value, "id", None) in configs
+            )
+            for k in call.keywords
+        ):
+            return True, tree  # an mmengine lazy config (xtuner): a load or a config
         if any(k.arg == "model_init_kwargs" for k in call.keywords):
             return True, tree  # a TRL config: its trainer may load with these keywords
         if not call.keywords:

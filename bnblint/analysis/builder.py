@@ -13,7 +13,7 @@ parse itself (see the core issue's measurements), and this walk needs only what 
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Union
 
@@ -82,6 +82,7 @@ class Hop:
     name: str
     call: cst.Call
     builder: ModelBuilder
+
 
 Scope = Union[cst.Module, cst.FunctionDef, cst.ClassDef]
 
@@ -623,28 +624,26 @@ class ModelBuilder:
             self.bind_unknown(target, env)
 
     def set_key(self, name: str, container: Value | None, key: str, entry: Entry, env: Env) -> None:
-        if isinstance(container, Mapping):
-            env.vars[name] = container.with_entry(key, entry)
-        elif isinstance(container, BnbConfig) and container.is_dict:
-            env.vars[name] = container.with_option(key, entry)
+        new = _each_mapping(container, lambda m: m.with_entry(key, entry), dict_configs=True)
+        if new is not None:
+            env.vars[name] = new
 
     def remove_key(self, name: str, container: Value | None, key: str, env: Env) -> None:
         """``kw.pop("k")`` / ``del kw["k"]``: the key is gone on this path."""
-        if isinstance(container, Mapping):
-            entries = {k: e for k, e in container.entries.items() if k != key}
-            env.vars[name] = Mapping(entries, container.node, container.complete)
-        elif isinstance(container, BnbConfig):
-            entries = {k: e for k, e in container.options.entries.items() if k != key}
-            options = Mapping(entries, container.options.node, container.options.complete)
-            env.vars[name] = replace(container, options=options)
+
+        def drop(m: Mapping) -> Mapping:
+            return Mapping({k: e for k, e in m.entries.items() if k != key}, m.node, m.complete)
+
+        new = _each_mapping(container, drop)
+        if new is not None:
+            env.vars[name] = new
 
     def invalidate(self, name: str, container: Value | None, env: Env) -> None:
         """A mutation the analysis cannot follow (an unknown merge or key): absent keys may now
         be present, and the values of present keys may have been replaced."""
-        if isinstance(container, Mapping):
-            env.vars[name] = _opened(container)
-        elif isinstance(container, BnbConfig):
-            env.vars[name] = replace(container, options=_opened(container.options))
+        new = _each_mapping(container, _opened)
+        if new is not None:
+            env.vars[name] = new
 
     def mutation(self, expr: cst.BaseExpression, env: Env) -> None:
         """``kw.update(...)``, ``kw.setdefault(...)`` and other in-place changes of a dict."""
@@ -667,7 +666,10 @@ class ModelBuilder:
             return
         name = expr.func.value.value
         container = env.lookup(name)
-        if not isinstance(container, (Mapping, BnbConfig)):
+        if not isinstance(container, (Mapping, BnbConfig)) and not (
+            isinstance(container, Choice)
+            and any(isinstance(o, (Mapping, BnbConfig)) for o in container.options)
+        ):
             return
         method = expr.func.attr.value
         if method == "update":
@@ -769,6 +771,8 @@ class ModelBuilder:
             site = LoadSite(call, "from_pretrained", name, kwargs, self.scopes[-1])
             site.alternatives = self.kwargs_alternatives(call, kwargs, env)
             return site
+        if isinstance(func, cst.Name) and func.value == "dict" and env.lookup("dict") is None:
+            return self.lazy_site(call, env)
         trainer = qualname(self.eval(func, env))
         if trainer is not None and trainer.split(".")[0] == "trl" and trainer.endswith("Trainer"):
             return self.trainer_site(call, env)
@@ -933,7 +937,9 @@ class ModelBuilder:
     def call(self, node: cst.Call, env: Env) -> Value:
         site = self.sites.get(id(node))
         if site is not None:
-            return LoadResult(site, node) if site.api != "trl" else Unknown(node, "a trainer")
+            if site.api == "trl" or site.lazy:
+                return Unknown(node, "not a model yet")
+            return LoadResult(site, node)
         func = self.eval(node.func, env)
         name = qualname(func)
         if name in BNB_CONFIG_NAMES:
@@ -952,7 +958,17 @@ class ModelBuilder:
         if name is not None and _other_quant_config(name):
             return OtherConfig(name, node)
         if name == "dict":
-            return self.as_config(self.mapping_from_args(node.args, node, env, positional=True))
+            mapping = self.mapping_from_args(node.args, node, env, positional=True)
+            kind = mapping.entries.get("type")
+            if kind is not None and qualname(kind.value) in BNB_CONFIG_NAMES:
+                # mmengine's lazy config (xtuner): the registry calls BitsAndBytesConfig(**rest)
+                config = self.configs.get(id(node))
+                if config is None:
+                    rest = {k: e for k, e in mapping.entries.items() if k != "type"}
+                    options = Mapping(rest, node, mapping.complete)
+                    config = self.configs[id(node)] = BnbConfig(options, node, owner=self)
+                return config
+            return self.as_config(mapping)
         if isinstance(func, Function):
             return self.call_function(func, node, env)
         if isinstance(func, ClassValue) and not func.external_bases():
@@ -1024,6 +1040,26 @@ class ModelBuilder:
                 entries[key] = Entry(choice, node)
         return Mapping(entries, maps[0].node, all(m.complete for m in maps))
 
+    def lazy_site(self, call: cst.Call, env: Env) -> LoadSite | None:
+        """``dict(type=AutoModelForCausalLM.from_pretrained, ...)``: an mmengine lazy config
+        (xtuner) whose registry calls ``type(**rest)``, a load with the other keywords."""
+        kind = next((a for a in call.args if a.keyword and a.keyword.value == "type"), None)
+        if kind is None or not (
+            isinstance(kind.value, cst.Attribute) and kind.value.attr.value == "from_pretrained"
+        ):
+            return None
+        receiver = self.eval(kind.value.value, env)
+        name = qualname(receiver)
+        if name is None or _foreign(name) or not _loader_name(name):
+            return None
+        mapping = self.mapping_from_args(call.args, call, env)
+        rest = {k: e for k, e in mapping.entries.items() if k != "type"}
+        site = LoadSite(
+            call, "from_pretrained", name, Mapping(rest, call, mapping.complete), self.scopes[-1]
+        )
+        site.lazy = True
+        return site
+
     def trainer_site(self, call: cst.Call, env: Env) -> LoadSite | None:
         """``SFTTrainer(model="id", args=SFTConfig(model_init_kwargs={...}))``: TRL loads the
         model itself, with those keywords (TRL 1.x ``create_model_from_path``)."""
@@ -1061,9 +1097,11 @@ class ModelBuilder:
                 states = [({**e, arg.keyword.value: entry}, c) for e, c in states]
             elif arg.star == "**":
                 value = self.eval(arg.value, env)
-                options = [self.as_mapping(o) for o in value.options] if isinstance(
-                    value, Choice
-                ) else [self.as_mapping(value)]
+                options = (
+                    [self.as_mapping(o) for o in value.options]
+                    if isinstance(value, Choice)
+                    else [self.as_mapping(value)]
+                )
                 if len(options) > 1 and all(o is not None for o in options):
                     split = True
                 elif len(options) > 1:
@@ -1131,6 +1169,28 @@ def _subscript_key(target: cst.Subscript) -> str | None:
     return None
 
 
+def _each_mapping(
+    value: Value | None, change: Callable[[Mapping], Mapping], dict_configs: bool = False
+) -> Value | None:
+    """``value`` with ``change`` applied to its mapping (a dict, a config's options), or to
+    each option's when it is one of several (a dict written on an earlier branch): a mutation
+    after an ``if`` changes whichever dict the path holds. None when there is none."""
+    if isinstance(value, Mapping):
+        return change(value)
+    if isinstance(value, BnbConfig):
+        if dict_configs and not value.is_dict:
+            return None  # cfg["k"] = v on a BitsAndBytesConfig object: not a mapping
+        return replace(value, options=change(value.options))
+    if isinstance(value, Choice):
+        options = [_each_mapping(o, change, dict_configs) for o in value.options]
+        if all(o is None for o in options):
+            return None
+        return Choice(
+            tuple(o if n is None else n for o, n in zip(value.options, options)), value.node
+        )
+    return None
+
+
 def _opened(mapping: Mapping) -> Mapping:
     """The mapping after an unknown merge: every key stays (a merge cannot remove one), any
     value may have been replaced, and other keys may have been added."""
@@ -1146,8 +1206,7 @@ def _opened(mapping: Mapping) -> Mapping:
 def _informative(value: Value) -> bool:
     """Whether an argument tells the callee more than "unknown"."""
     return any(
-        not isinstance(v, (Unknown, Symbol, Function, ClassValue, Instance))
-        for v in flatten(value)
+        not isinstance(v, (Unknown, Symbol, Function, ClassValue, Instance)) for v in flatten(value)
     )
 
 

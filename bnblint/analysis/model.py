@@ -116,6 +116,9 @@ class LoadSite:
     # The keywords per path when a ``**splat`` differs between branches (the builder makes one
     # site of each); empty when ``kwargs`` is the only one.
     alternatives: list[Mapping] = field(default_factory=list)
+    # Written as an mmengine lazy config, ``dict(type=X.from_pretrained, ...)``: the keywords
+    # are the dict's, the registry makes the call.
+    lazy: bool = False
 
     def field(self, *names: str) -> Field:
         """The first of ``names`` that the load receives (``dtype``/``torch_dtype``)."""

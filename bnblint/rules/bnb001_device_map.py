@@ -71,8 +71,8 @@ No fix is offered in distributed-training files.
         # branch) is one load without a device_map.
         calls: dict[int, list[LoadSite]] = {}
         for site in model.quantized_loads():
-            if not site.device_map.absent or site.api == "trl":
-                continue  # TRL places the model it loads itself
+            if not site.device_map.absent or site.api == "trl" or site.lazy:
+                continue  # TRL, or the runner of a lazy config, places the model itself
             config = site.quantization.config if site.quantization else None
             if config is not None and "bnb_4bit_quant_storage" in config.options.entries:
                 continue  # the FSDP-QLoRA recipe: FSDP shards the model, no device_map
