@@ -71,6 +71,7 @@ MAX_CALL_DEPTH = 4
 MAX_SPECIALIZATIONS = 12
 # At most this many keyword mappings per load (branches that write ``kwargs`` differently).
 MAX_ALTERNATIVES = 8
+MAX_PATHS = 256
 # Methods walked first in a class: they set the instance attributes the others read.
 INIT_METHODS = ("__init__", "__post_init__", "setup")
 
@@ -1097,11 +1098,12 @@ class ModelBuilder:
                 states = [({**e, arg.keyword.value: entry}, c) for e, c in states]
             elif arg.star == "**":
                 value = self.eval(arg.value, env)
-                options = (
-                    [self.as_mapping(o) for o in value.options]
-                    if isinstance(value, Choice)
-                    else [self.as_mapping(value)]
-                )
+                # Nested choices (a dict changed by several ``if``s) are one path each.
+                unique: list[Value] = []
+                for o in flatten(value):
+                    if not any(o is u for u in unique):
+                        unique.append(o)
+                options = [self.as_mapping(o) for o in unique]
                 if len(options) > 1 and all(o is not None for o in options):
                     split = True
                 elif len(options) > 1:
@@ -1114,11 +1116,27 @@ class ModelBuilder:
                         else:
                             new.append(({**e, **o.entries}, c and o.complete))
                 states = new
-                if len(states) > MAX_ALTERNATIVES:
+                if len(states) > MAX_PATHS:
                     return []
         if not split:
             return []
-        return [Mapping(e, call, c) for e, c in states]
+        mappings = [Mapping(e, call, c) for e, c in states]
+        if len(mappings) <= MAX_ALTERNATIVES:
+            return mappings
+        # Many paths (several ``if``s writing one dict): keep one per set of keys, the values
+        # that differ between its paths joined into choices.
+        groups: dict[tuple[frozenset[str], bool], list[Mapping]] = {}
+        for m in mappings:
+            groups.setdefault((frozenset(m.entries), m.complete), []).append(m)
+        if len(groups) > MAX_ALTERNATIVES:
+            return []
+        out = []
+        for group in groups.values():
+            merged = group[0] if len(group) == 1 else self.merge_choice(Choice(tuple(group)))
+            if merged is None:
+                return []
+            out.append(Mapping(merged.entries, call, merged.complete))
+        return out
 
     def mapping_from_args(
         self, args: Sequence[cst.Arg], node: cst.CSTNode, env: Env, positional: bool = False
