@@ -146,7 +146,8 @@ class Project:
         self._modules[resolved] = module
         self._known.append(module)
 
-    def builder_for(self, path: Path) -> ModelBuilder | None:
+    def builder_for(self, path: Path, name: str | None = None) -> ModelBuilder | None:
+        """The summary of the module at ``path``, imported as ``name`` when known."""
         key = str(path)
         module = self._modules.get(key)
         if module is not None:
@@ -173,7 +174,7 @@ class Project:
             self._known.append(cached)
             return cached.builder
         module = self._modules[key] = _Module(path, digest)
-        builder = _summarise(text, key, self)
+        builder = _summarise(text, key, self, name)
         module.builder = builder
         self._known.append(module)
         if builder is not None:
@@ -201,7 +202,7 @@ class Project:
             path = self.module_path(".".join(parts[:cut]), importer)
             if path is None:
                 continue
-            builder = self.builder_for(path)
+            builder = self.builder_for(path, ".".join(parts[:cut]))
             if builder is None or builder.module_env is None:
                 return None
             value = builder.module_env.vars.get(parts[cut])
@@ -381,7 +382,9 @@ def _digest(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
-def _summarise(text: str, path: str, project: Project) -> ModelBuilder | None:
+def _summarise(
+    text: str, path: str, project: Project, name: str | None = None
+) -> ModelBuilder | None:
     """Parse a project module and walk its module level (functions run when called)."""
     import libcst as cst
 
@@ -391,7 +394,7 @@ def _summarise(text: str, path: str, project: Project) -> ModelBuilder | None:
         module = cst.parse_module(text)
     except Exception:  # an unparsable module resolves to nothing; it is reported on its own
         return None
-    builder = ModelBuilder(module, text, None, project, path)
+    builder = ModelBuilder(module, text, None, project, path, name)
     try:
         builder.summarise()
     except RecursionError:

@@ -35,10 +35,21 @@ def project_for(path: Path) -> Project | None:
     """The project a file belongs to (nearest pyproject.toml/.git/setup.py above it)."""
     root = _root_for_dir(os.path.dirname(os.path.abspath(path)))
     if root is None:
+        root = _fallback_root(os.path.abspath(path))
+    if root is None:
         return None
     if root not in _PROJECTS:
         _PROJECTS[root] = Project(root)
     return _PROJECTS[root]
+
+
+def _fallback_root(path: str) -> Path | None:
+    """A tree with no pyproject.toml, .git or setup.py (a copied checkout): the current
+    directory is the project when the file is inside it, as Python's path would have it."""
+    cwd = os.getcwd()
+    if cwd in ("/", os.path.expanduser("~")) or not path.startswith(cwd + os.sep):
+        return None
+    return Path(cwd)
 
 
 @lru_cache(maxsize=4096)

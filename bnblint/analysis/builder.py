@@ -164,13 +164,16 @@ class ModelBuilder:
         index: FunctionIndex | None = None,
         project: Project | None = None,
         path: str | None = None,
+        module_name: str | None = None,
     ) -> None:
         self.module = module
         self.source = source
         self.index = index
         self.project = project
         self.path = path  # the file, as the project names it
-        self.module_name = project.module_name(path) if project is not None and path else None
+        if module_name is None and project is not None and path:
+            module_name = project.module_name(path)
+        self.module_name = module_name  # as imported (a namespace package has no __init__)
         self.is_package = bool(path) and str(path).endswith("__init__.py")
         self.module_env: Env | None = None
         # The builder whose model collects what calls with known arguments find: the document
@@ -517,6 +520,7 @@ class ModelBuilder:
             else:
                 base = _dotted(stmt.module)
             if isinstance(stmt.names, cst.ImportStar):
+                self.import_star(base, env)
                 return
             for alias in stmt.names:
                 name = _dotted(alias.name)
@@ -538,6 +542,24 @@ class ModelBuilder:
                         self.remove_key(name, env.lookup(name), key, env)
                 else:
                     self.bind_unknown(target, env)
+
+    def import_star(self, module: str, env: Env) -> None:
+        """``from pkg.model import *`` of a project module: its public names (``__all__`` when
+        it is a literal list), as the module binds them."""
+        if self.project is None:
+            return
+        path = self.project.module_path(module, self.path)
+        builder = self.project.builder_for(path, module) if path is not None else None
+        if builder is None or builder.module_env is None:
+            return
+        names = builder.module_env.vars
+        exported = names.get("__all__")
+        if isinstance(exported, Literal) and isinstance(exported.value, (list, tuple)):
+            public = [n for n in exported.value if isinstance(n, str) and n in names]
+        else:
+            public = [n for n in names if not n.startswith("_")]
+        for name in public:
+            env.vars[name] = names[name]
 
     def absolute(self, level: int, module: cst.Attribute | cst.Name | None) -> str | None:
         """The absolute name of ``from <dots><module> import ...`` in this module's package."""
