@@ -104,15 +104,18 @@ def test_different_configs_on_branches_are_one_site_each() -> None:
 
 
 def test_default_rebuilt_in_body_reaches_the_load() -> None:
-    site = only_site(
+    loads = model_of(
         "def build(p, quantization_config=None):\n"
         "    if quantization_config is None:\n"
         "        quantization_config = BitsAndBytesConfig(load_in_4bit=True)\n"
         "    return AutoModelForCausalLM.from_pretrained(\n"
         "        p, quantization_config=quantization_config)\n"
-    )
+    ).loads
+    # Two paths: the default rebuilt here (4-bit), and the caller's own config (unknown).
+    site = next(s for s in loads if s.quantization is not None)
     assert site.quantization is not None and site.quantization.mode == "4bit"
     assert site.quantization.conditional  # a caller may pass its own config
+    assert len(loads) == 2
 
 
 def test_unknown_merge_keeps_keys_but_not_values() -> None:

@@ -13,6 +13,7 @@ parse itself (see the core issue's measurements), and this walk needs only what 
 from __future__ import annotations
 
 import ast
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Union
@@ -61,6 +62,7 @@ PIPELINE_NAMES = frozenset({"pipeline", "transformers.pipeline", "transformers.p
 SELF_RETURNING = frozenset({"eval", "train", "requires_grad_", "cuda", "cpu", "to"})
 
 UNBOUND = Unknown(None, "possibly unbound")
+_JOINS = itertools.count()
 NONE = Literal(None, None)
 # Roots of the packages whose from_pretrained is transformers' own loader (PEFT's AutoPeftModel*
 # and TRL's value-head models forward the load keywords to it).
@@ -107,6 +109,7 @@ class Env:
 
     def join(self, branches: Sequence[Env]) -> None:
         """Make this env the merge of ``branches`` (each a copy of it that ran one path)."""
+        join_id = next(_JOINS)
         names = set().union(*(b.vars for b in branches))
         for name in names:
             values = [b.vars.get(name, UNBOUND) for b in branches]
@@ -114,11 +117,7 @@ class Env:
             if all(v is first for v in values):
                 self.vars[name] = first
             else:
-                unique: list[Value] = []
-                for v in values:
-                    if not any(v is u for u in unique):
-                        unique.append(v)
-                self.vars[name] = Choice(tuple(unique))
+                self.vars[name] = Choice(tuple(values), join=join_id)
 
 
 def qualname(value: Value | None) -> str | None:
@@ -1105,48 +1104,64 @@ class ModelBuilder:
         return LoadSite(call, "trl", receiver, kwargs, self.scopes[-1])
 
     def kwargs_alternatives(self, call: cst.Call, kwargs: Mapping, env: Env) -> list[Mapping]:
-        """The keywords of a call, one mapping per path, when a ``**name`` is one of several
-        mappings (``kwargs`` written differently on each branch); empty when it is one."""
-        splats = [a for a in call.args if a.star == "**"]
-        if not splats or not all(isinstance(a.value, cst.Name) for a in splats):
-            return []  # only names: evaluating them again has no effect
-        if not any(isinstance(env.lookup(a.value.value), Choice) for a in splats):  # type: ignore[attr-defined]
-            return []
-        states: list[tuple[dict[str, Entry], bool]] = [({}, True)]
-        split = False
+        """The keywords of a call, one mapping per path, when what it receives was written
+        differently on the branches of an ``if`` (a ``**kwargs`` dict, a config variable).
+        Values joined by the same branches are picked together: a dict and a config set in
+        the same ``elif`` reach the load together, never one without the other. Empty when
+        there is one path."""
+        joins: dict[int, int] = {}
+        values: list[tuple[cst.Arg, Value]] = []
         for arg in call.args:
             if arg.keyword is not None:
-                entry = kwargs.entries[arg.keyword.value]  # the entry already evaluated
-                states = [({**e, arg.keyword.value: entry}, c) for e, c in states]
+                entry = kwargs.entries.get(arg.keyword.value)
+                if entry is None or entry.node is not arg:
+                    return []  # overridden by a later splat: keep the merged view
+                values.append((arg, entry.value))
             elif arg.star == "**":
-                value = self.eval(arg.value, env)
-                # Nested choices (a dict changed by several ``if``s) are one path each.
-                unique: list[Value] = []
-                for o in flatten(value):
-                    if not any(o is u for u in unique):
-                        unique.append(o)
-                options = [self.as_mapping(o) for o in unique]
-                if len(options) > 1 and all(o is not None for o in options):
-                    split = True
-                elif len(options) > 1:
-                    options = [self.as_mapping(value)]
-                new = []
-                for e, c in states:
-                    for o in options:
-                        if o is None:
-                            new.append((e, False))
-                        else:
-                            new.append(({**e, **o.entries}, c and o.complete))
-                states = new
-                if len(states) > MAX_PATHS:
-                    return []
-        if not split:
+                if not isinstance(arg.value, cst.Name):
+                    return []  # evaluating it again could have effects: merged view
+                values.append((arg, self.eval(arg.value, env)))
+            else:
+                continue
+            _collect_joins(values[-1][1], joins, 0)
+        if not joins:
             return []
-        mappings = [Mapping(e, call, c) for e, c in states]
-        if len(mappings) <= MAX_ALTERNATIVES:
-            return mappings
-        # Many paths (several ``if``s writing one dict): keep one per set of keys, the values
-        # that differ between its paths joined into choices.
+        paths = 1
+        for n in joins.values():
+            paths *= n
+        if paths > MAX_PATHS:
+            return []
+        order = sorted(joins)
+        seen: set[tuple[int, ...]] = set()
+        out: list[Mapping] = []
+        for picks in itertools.product(*(range(joins[j]) for j in order)):
+            chosen = dict(zip(order, picks))
+            entries: dict[str, Entry] = {}
+            complete = True
+            for arg, value in values:
+                selected = _select(value, chosen, 0)
+                if arg.keyword is not None:
+                    entries[arg.keyword.value] = Entry(selected, arg, call)
+                    continue
+                inner = self.as_mapping(selected)
+                if inner is None:
+                    complete = False
+                else:
+                    entries.update(inner.entries)
+                    complete = complete and inner.complete
+            key = tuple(sorted(id(e.value) for e in entries.values())) + (complete,)
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(Mapping(entries, call, complete))
+        if len(out) <= 1:
+            return []
+        if len(out) > MAX_ALTERNATIVES:
+            return self.group_by_keys(out, call)
+        return out
+
+    def group_by_keys(self, mappings: list[Mapping], call: cst.Call) -> list[Mapping]:
+        """Many paths: one mapping per set of keys, values that differ joined into choices."""
         groups: dict[tuple[frozenset[str], bool], list[Mapping]] = {}
         for m in mappings:
             groups.setdefault((frozenset(m.entries), m.complete), []).append(m)
@@ -1209,6 +1224,48 @@ def _subscript_key(target: cst.Subscript) -> str | None:
     return None
 
 
+def _collect_joins(value: Value, joins: dict[int, int], depth: int) -> None:
+    """The branch joins a value depends on, with their number of branches."""
+    if depth > 12:
+        return
+    if isinstance(value, Choice):
+        if value.join is not None:
+            joins[value.join] = len(value.options)
+        for option in value.options:
+            _collect_joins(option, joins, depth + 1)
+    elif isinstance(value, Mapping):
+        for entry in value.entries.values():
+            _collect_joins(entry.value, joins, depth + 1)
+    elif isinstance(value, BnbConfig):
+        _collect_joins(value.options, joins, depth + 1)
+
+
+def _select(value: Value, picks: dict[int, int], depth: int) -> Value:
+    """The value on the path that takes branch ``picks[j]`` at each join ``j``; the same
+    object when the path does not change it (identity is what the rules compare)."""
+    if depth > 12:
+        return value
+    if isinstance(value, Choice):
+        if value.join is not None and value.join in picks:
+            return _select(value.options[picks[value.join]], picks, depth + 1)
+        options = tuple(_select(o, picks, depth + 1) for o in value.options)
+        if all(a is b for a, b in zip(options, value.options)):
+            return value
+        return Choice(options, value.node)
+    if isinstance(value, Mapping):
+        entries = {}
+        changed = False
+        for k, e in value.entries.items():
+            v = _select(e.value, picks, depth + 1)
+            changed = changed or v is not e.value
+            entries[k] = e if v is e.value else Entry(v, e.node, e.container)
+        return Mapping(entries, value.node, value.complete) if changed else value
+    if isinstance(value, BnbConfig):
+        options = _select(value.options, picks, depth + 1)
+        return value if options is value.options else replace(value, options=options)
+    return value
+
+
 def _each_mapping(
     value: Value | None, change: Callable[[Mapping], Mapping], dict_configs: bool = False
 ) -> Value | None:
@@ -1226,7 +1283,9 @@ def _each_mapping(
         if all(o is None for o in options):
             return None
         return Choice(
-            tuple(o if n is None else n for o, n in zip(value.options, options)), value.node
+            tuple(o if n is None else n for o, n in zip(value.options, options)),
+            value.node,
+            value.join,
         )
     return None
 

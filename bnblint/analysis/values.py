@@ -132,6 +132,10 @@ class Choice:
 
     options: tuple[Value, ...]
     node: cst.CSTNode | None = None
+    # Set when the choice is the join of branches (``if``/``else``, ``try``, loops): then
+    # ``options[i]`` is the value on branch ``i``, and every choice made by the same join picks
+    # the same branch on one path (a kwargs dict and a config written in the same ``if``).
+    join: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
