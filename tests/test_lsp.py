@@ -53,6 +53,7 @@ class Client(BaseLanguageClient):
         )
         self.published: list[str] = []  # URIs, in arrival order
         self.messages: list[types.ShowMessageParams] = []
+        self.logs: list[types.LogMessageParams] = []
         self.exit_code: int | None = None
 
         @self.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
@@ -64,11 +65,26 @@ class Client(BaseLanguageClient):
         def on_message(params: types.ShowMessageParams) -> None:
             self.messages.append(params)
 
+        @self.feature(types.WINDOW_LOG_MESSAGE)
+        def on_log(params: types.LogMessageParams) -> None:
+            self.logs.append(params)
+
     async def server_exit(self, server: asyncio.subprocess.Process) -> None:
         self.exit_code = server.returncode
 
     async def diagnostics(self, uri: str) -> list[types.Diagnostic]:
         return list((await within(self.inbox[uri].get())).diagnostics)
+
+    async def state(self) -> dict[str, Any]:
+        """The server's ``bnblint/state``: what it holds per document, and analyses run."""
+        result = await within(self.protocol.send_request_async("bnblint/state", None))
+        # pygls's client hands an untyped result over as a namedtuple.
+        return dict(result._asdict())
+
+    def close(self, uri: str) -> None:
+        self.text_document_did_close(
+            types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+        )
 
     def open(self, uri: str, text: str, language_id: str = "python") -> None:
         item = types.TextDocumentItem(uri=uri, language_id=language_id, version=1, text=text)
