@@ -48,7 +48,8 @@ from .quant_{i} import config_{i}
 def build_{i}(path, bits=4, **kwargs):
     if bits == 16:
         kwargs["dtype"] = "auto"
-    return AutoModelForCausalLM.from_pretrained(path, quantization_config=config_{i}(bits), **kwargs)
+    config = config_{i}(bits)
+    return AutoModelForCausalLM.from_pretrained(path, quantization_config=config, **kwargs)
 """
 CALLER = """\
 from pkg{p}.builder_{i} import build_{i}
@@ -141,11 +142,8 @@ def main() -> None:
             [sys.executable, "-m", "bnblint", "check", "--exit-zero", "."], args.runs, tree
         )
         ruff = shutil.which("ruff")
-        ruff_time = (
-            best([ruff, "check", "--select", "E9", "--no-cache", "--exit-zero", "."], args.runs, tree)
-            if ruff
-            else float("nan")
-        )
+        ruff_cmd = [ruff or "ruff", "check", "--select", "E9", "--no-cache", "--exit-zero", "."]
+        ruff_time = best(ruff_cmd, args.runs, tree) if ruff else float("nan")
         first, warm = keystroke(tree, args.runs)
         print(f"files {count}")
         print(f"check (whole tree, fresh process)  {check:.3f}s   ruff E9 {ruff_time:.3f}s")
