@@ -35,6 +35,7 @@ from bnblint.analysis.values import (
     Literal,
     LoadResult,
     Mapping,
+    MaybeAbsent,
     OtherConfig,
     Overridden,
     Symbol,
@@ -62,6 +63,7 @@ PIPELINE_NAMES = frozenset({"pipeline", "transformers.pipeline", "transformers.p
 SELF_RETURNING = frozenset({"eval", "train", "requires_grad_", "cuda", "cpu", "to"})
 
 UNBOUND = Unknown(None, "possibly unbound")
+MAYBE_ABSENT = MaybeAbsent(None, "present on some paths only")
 _JOINS = itertools.count()
 NONE = Literal(None, None)
 # Roots of the packages whose from_pretrained is transformers' own loader (PEFT's AutoPeftModel*
@@ -117,7 +119,16 @@ class Env:
             if all(v is first for v in values):
                 self.vars[name] = first
             else:
-                self.vars[name] = Choice(tuple(values), join=join_id)
+                unique: list[Value] = []
+                index: list[int] = []
+                for v in values:
+                    at = next((i for i, u in enumerate(unique) if u is v), None)
+                    if at is None:
+                        at = len(unique)
+                        unique.append(v)
+                    index.append(at)
+                choice = Choice(tuple(unique), join=join_id, branches=tuple(index))
+                self.vars[name] = _bounded(choice)
 
 
 def qualname(value: Value | None) -> str | None:
@@ -181,6 +192,7 @@ class ModelBuilder:
         self.via: tuple[Hop, ...] = ()
         self.specializations: dict[tuple[int, int], int] = {}
         self.class_values: dict[int, ClassValue] = {}
+        self.merged: dict[int, tuple[Choice, Mapping | None]] = {}
         # Methods of summarised classes not run yet (see ``summarise``), by class.
         self.deferred: dict[int, list[tuple[cst.FunctionDef, Env]]] = {}
         self.current_class: ClassValue | None = None
@@ -572,29 +584,46 @@ class ModelBuilder:
         return f"{base}.{_dotted(module)}" if module is not None else base
 
     def narrow(self, test: cst.BaseExpression, then: Env, other: Env) -> None:
-        """``if x is None`` / ``if x is not None`` / ``if x`` / ``if not x``: on each branch,
-        ``x`` is only what it can be there (a parameter's default rebuilt in the body)."""
-        negate = False
-        while isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
-            negate = not negate
-            test = test.expression
+        """On each branch of an ``if``, a name is only what it can be there: ``x is None``,
+        ``x``, ``"k" in kw``, combined with ``not``, ``and`` and ``or`` (a parameter's default
+        rebuilt in the body; keys deleted only where a config was written)."""
+        self.narrow_env(test, then, True)
+        self.narrow_env(test, other, False)
+
+    def narrow_env(self, test: cst.BaseExpression, env: Env, truth: bool) -> None:
+        """What ``env`` can hold on the branch where ``test`` is ``truth``."""
+        if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
+            self.narrow_env(test.expression, env, not truth)
+            return
+        if isinstance(test, cst.BooleanOperation):
+            # ``a and b`` true: both are; ``a or b`` false: neither is.
+            if isinstance(test.operator, cst.And) == truth:
+                self.narrow_env(test.left, env, truth)
+                self.narrow_env(test.right, env, truth)
+            return
         if isinstance(test, cst.Name) and test.value not in ("True", "False", "None"):
-            # The branch where ``x`` is true excludes None; the other may hold any falsy value.
-            _narrow_to(other if negate else then, test.value, none=False)
+            if truth:  # the falsy side may hold any falsy value: only the true side narrows
+                _narrow_to(env, test.value, none=False)
             return
-        if not (
-            isinstance(test, cst.Comparison)
-            and isinstance(test.left, cst.Name)
-            and len(test.comparisons) == 1
-            and isinstance(test.comparisons[0].comparator, cst.Name)
-            and test.comparisons[0].comparator.value == "None"
-            and isinstance(test.comparisons[0].operator, (cst.Is, cst.IsNot))
+        if not (isinstance(test, cst.Comparison) and len(test.comparisons) == 1):
+            return
+        op = test.comparisons[0].operator
+        right = test.comparisons[0].comparator
+        if (
+            isinstance(test.left, cst.Name)
+            and isinstance(right, cst.Name)
+            and right.value == "None"
+            and isinstance(op, (cst.Is, cst.IsNot))
         ):
-            return
-        none_on_then = isinstance(test.comparisons[0].operator, cst.Is) != negate
-        none_env, rest_env = (then, other) if none_on_then else (other, then)
-        _narrow_to(none_env, test.left.value, none=True)
-        _narrow_to(rest_env, test.left.value, none=False)
+            _narrow_to(env, test.left.value, none=isinstance(op, cst.Is) == truth)
+        elif (
+            isinstance(test.left, cst.SimpleString)
+            and isinstance(right, cst.Name)
+            and isinstance(op, (cst.In, cst.NotIn))
+        ):
+            key = test.left.evaluated_value
+            if isinstance(key, str):
+                _narrow_key(env, right.value, key, present=isinstance(op, cst.In) == truth)
 
     def bind(self, target: cst.BaseExpression, value: Value, env: Env) -> None:
         if isinstance(target, cst.Name):
@@ -1041,7 +1070,13 @@ class ModelBuilder:
         if isinstance(value, BnbConfig):
             return value.options
         if isinstance(value, Choice):
-            return self.merge_choice(value)
+            # Branch joins share their options: merge each choice once.
+            cached = self.merged.get(id(value))
+            if cached is not None and cached[0] is value:
+                return cached[1]
+            merged = self.merge_choice(value)
+            self.merged[id(value)] = (value, merged)
+            return merged
         return None
 
     def merge_choice(self, value: Choice) -> Mapping | None:
@@ -1049,18 +1084,7 @@ class ModelBuilder:
         options = [self.as_mapping(o) for o in value.options]
         if any(o is None for o in options):
             return None
-        maps = [o for o in options if o is not None]
-        entries: dict[str, Entry] = {}
-        for key in {k for m in maps for k in m.entries}:
-            found = [m.entries.get(key) for m in maps]
-            first = found[0]
-            if first is not None and all(f is first for f in found):
-                entries[key] = first
-            else:
-                node = next(f.node for f in found if f is not None)
-                choice = Choice(tuple(NONE if f is None else f.value for f in found))
-                entries[key] = Entry(choice, node)
-        return Mapping(entries, maps[0].node, all(m.complete for m in maps))
+        return _merge_mappings([o for o in options if o is not None])
 
     def lazy_site(self, call: cst.Call, env: Env) -> LoadSite | None:
         """``dict(type=AutoModelForCausalLM.from_pretrained, ...)``: an mmengine lazy config
@@ -1224,20 +1248,64 @@ def _subscript_key(target: cst.Subscript) -> str | None:
     return None
 
 
-def _collect_joins(value: Value, joins: dict[int, int], depth: int) -> None:
+# A value that is one of more than this many alternatives (a dict changed by many ``if``s:
+# 2**n paths) is merged into one, keys that differ between paths becoming choices, as an
+# analysis that is not path-sensitive sees it.
+MAX_CHOICE_LEAVES = 32
+
+
+def _bounded(choice: Choice) -> Value:
+    leaves = flatten(choice)
+    if len(leaves) <= MAX_CHOICE_LEAVES:
+        return choice
+    unique: list[Value] = []
+    for v in leaves:
+        if not any(v is u for u in unique):
+            unique.append(v)
+    if all(isinstance(v, Mapping) for v in unique):
+        return _merge_mappings([v for v in unique if isinstance(v, Mapping)], MAYBE_ABSENT)
+    return Choice(tuple(unique[: MAX_CHOICE_LEAVES * 2]), choice.node)
+
+
+def _merge_mappings(maps: list[Mapping], absent: Value | None = None) -> Mapping:
+    """One mapping standing for several: a key some lack, or whose values differ, becomes a
+    choice (with ``absent``, default None, where it is missing)."""
+    entries: dict[str, Entry] = {}
+    for key in dict.fromkeys(k for m in maps for k in m.entries):
+        found = [m.entries.get(key) for m in maps]
+        first = found[0]
+        if first is not None and all(f is first for f in found):
+            entries[key] = first
+        else:
+            node = next(f.node for f in found if f is not None)
+            values: list[Value] = []
+            for f in found:
+                v = (absent or NONE) if f is None else f.value
+                if not any(v is u for u in values):
+                    values.append(v)
+            entries[key] = Entry(Choice(tuple(values)), node)
+    return Mapping(entries, maps[0].node, all(m.complete for m in maps))
+
+
+def _collect_joins(
+    value: Value, joins: dict[int, int], depth: int, seen: set[int] | None = None
+) -> None:
     """The branch joins a value depends on, with their number of branches."""
-    if depth > 12:
+    if seen is None:
+        seen = set()
+    if depth > 12 or id(value) in seen:
         return
+    seen.add(id(value))
     if isinstance(value, Choice):
         if value.join is not None:
-            joins[value.join] = len(value.options)
+            joins[value.join] = len(value.branches)
         for option in value.options:
-            _collect_joins(option, joins, depth + 1)
+            _collect_joins(option, joins, depth + 1, seen)
     elif isinstance(value, Mapping):
         for entry in value.entries.values():
-            _collect_joins(entry.value, joins, depth + 1)
+            _collect_joins(entry.value, joins, depth + 1, seen)
     elif isinstance(value, BnbConfig):
-        _collect_joins(value.options, joins, depth + 1)
+        _collect_joins(value.options, joins, depth + 1, seen)
 
 
 def _select(value: Value, picks: dict[int, int], depth: int) -> Value:
@@ -1247,7 +1315,7 @@ def _select(value: Value, picks: dict[int, int], depth: int) -> Value:
         return value
     if isinstance(value, Choice):
         if value.join is not None and value.join in picks:
-            return _select(value.options[picks[value.join]], picks, depth + 1)
+            return _select(value.options[value.branches[picks[value.join]]], picks, depth + 1)
         options = tuple(_select(o, picks, depth + 1) for o in value.options)
         if all(a is b for a, b in zip(options, value.options)):
             return value
@@ -1267,11 +1335,30 @@ def _select(value: Value, picks: dict[int, int], depth: int) -> Value:
 
 
 def _each_mapping(
-    value: Value | None, change: Callable[[Mapping], Mapping], dict_configs: bool = False
+    value: Value | None,
+    change: Callable[[Mapping], Mapping],
+    dict_configs: bool = False,
+    memo: dict[int, Value | None] | None = None,
 ) -> Value | None:
     """``value`` with ``change`` applied to its mapping (a dict, a config's options), or to
     each option's when it is one of several (a dict written on an earlier branch): a mutation
-    after an ``if`` changes whichever dict the path holds. None when there is none."""
+    after an ``if`` changes whichever dict the path holds. None when there is none. A value
+    shared by several branches is changed once (``memo``), keeping the choices small."""
+    if memo is None:
+        memo = {}
+    key = id(value)
+    if key in memo:
+        return memo[key]
+    memo[key] = result = _each_mapping_once(value, change, dict_configs, memo)
+    return result
+
+
+def _each_mapping_once(
+    value: Value | None,
+    change: Callable[[Mapping], Mapping],
+    dict_configs: bool,
+    memo: dict[int, Value | None],
+) -> Value | None:
     if isinstance(value, Mapping):
         return change(value)
     if isinstance(value, BnbConfig):
@@ -1279,13 +1366,14 @@ def _each_mapping(
             return None  # cfg["k"] = v on a BitsAndBytesConfig object: not a mapping
         return replace(value, options=change(value.options))
     if isinstance(value, Choice):
-        options = [_each_mapping(o, change, dict_configs) for o in value.options]
+        options = [_each_mapping(o, change, dict_configs, memo) for o in value.options]
         if all(o is None for o in options):
             return None
         return Choice(
             tuple(o if n is None else n for o, n in zip(value.options, options)),
             value.node,
             value.join,
+            value.branches,
         )
     return None
 
@@ -1307,6 +1395,22 @@ def _informative(value: Value) -> bool:
     return any(
         not isinstance(v, (Unknown, Symbol, Function, ClassValue, Instance)) for v in flatten(value)
     )
+
+
+def _narrow_key(env: Env, name: str, key: str, present: bool) -> None:
+    """Keep the dicts ``name`` may be that have (or lack) ``key``."""
+    value = env.lookup(name)
+    if not isinstance(value, Choice):
+        return
+    options = flatten(value)
+    kept = [
+        o
+        for o in options
+        if not isinstance(o, Mapping)
+        or ((key in o.entries or not o.complete) if present else key not in o.entries)
+    ]
+    if kept and len(kept) < len(options):
+        env.vars[name] = kept[0] if len(kept) == 1 else Choice(tuple(kept), value.node)
 
 
 def _narrow_to(env: Env, name: str, none: bool) -> None:

@@ -37,6 +37,16 @@ class Unknown:
 
 
 @dataclass(frozen=True, eq=False)
+class MaybeAbsent(Unknown):
+    """A key present on some paths only, when too many paths were merged to tell which: no
+    rule may take it as present, nor as absent."""
+
+
+def maybe_absent(value: Value) -> bool:
+    return any(isinstance(v, MaybeAbsent) for v in flatten(value))
+
+
+@dataclass(frozen=True, eq=False)
 class Overridden(Unknown):
     """A key that is certainly present whose value a later unknown merge may have replaced
     (``kw["k"] = v; kw.update(opts)``): presence rules may fire on it, value rules may not."""
@@ -133,9 +143,10 @@ class Choice:
     options: tuple[Value, ...]
     node: cst.CSTNode | None = None
     # Set when the choice is the join of branches (``if``/``else``, ``try``, loops): then
-    # ``options[i]`` is the value on branch ``i``, and every choice made by the same join picks
-    # the same branch on one path (a kwargs dict and a config written in the same ``if``).
+    # ``options[branches[i]]`` is the value on branch ``i``, and every choice made by the same
+    # join picks the same branch on one path (a kwargs dict and a config written in one ``if``).
     join: int | None = None
+    branches: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)

@@ -5,7 +5,7 @@ from dataclasses import fields
 from typing import TYPE_CHECKING
 
 from bnblint.analysis.model import LoadSite, ModuleModel
-from bnblint.analysis.values import Entry, Overridden, truthy
+from bnblint.analysis.values import Entry, Overridden, maybe_absent, truthy
 from bnblint.diagnostics import (
     AddDictEntry,
     AddImportFrom,
@@ -267,7 +267,12 @@ def _legacy(site: LoadSite) -> dict[str, Entry]:
         return found
     if site.receiver is None or site.receiver.split(".")[0] not in ("transformers", "peft"):
         return {}  # PEFT's AutoPeftModel* forward the load keywords to transformers
-    return {k: e for k in LEGACY if (e := site.kwargs.entries.get(k)) is not None}
+    # A key present on some of many merged paths only is not certainly there.
+    return {
+        k: e
+        for k in LEGACY
+        if (e := site.kwargs.entries.get(k)) is not None and not maybe_absent(e.value)
+    }
 
 
 def _place(entry: Entry) -> Place | None:
