@@ -719,7 +719,7 @@ class ModelBuilder:
         container = env.lookup(name)
         if not isinstance(container, (Mapping, BnbConfig)) and not (
             isinstance(container, Choice)
-            and any(isinstance(o, (Mapping, BnbConfig)) for o in container.options)
+            and any(isinstance(o, (Mapping, BnbConfig)) for o in flatten(container))
         ):
             return
         method = expr.func.attr.value
@@ -1299,6 +1299,9 @@ def _collect_joins(
     if isinstance(value, Choice):
         if value.join is not None:
             joins[value.join] = len(value.branches)
+        elif all(isinstance(o, Mapping) for o in value.options):
+            # dicts one of which a narrowed name holds: each is a path of its own
+            joins[-id(value)] = len(value.options)
         for option in value.options:
             _collect_joins(option, joins, depth + 1, seen)
     elif isinstance(value, Mapping):
@@ -1316,6 +1319,8 @@ def _select(value: Value, picks: dict[int, int], depth: int) -> Value:
     if isinstance(value, Choice):
         if value.join is not None and value.join in picks:
             return _select(value.options[value.branches[picks[value.join]]], picks, depth + 1)
+        if value.join is None and -id(value) in picks:
+            return _select(value.options[picks[-id(value)]], picks, depth + 1)
         options = tuple(_select(o, picks, depth + 1) for o in value.options)
         if all(a is b for a, b in zip(options, value.options)):
             return value
