@@ -23,7 +23,7 @@ from bnblint.settings import (
     parse_compute_dtype,
     settings_for_path,
 )
-from bnblint.source import SourceError, SourceFile, decode, write_source
+from bnblint.source import SourceError, SourceFile, decode, linted_tree, write_source
 
 
 class DefaultGroup(click.Group):
@@ -161,6 +161,9 @@ def check(
         render(report, sys.stdout)
     for result in report.errors:
         click.echo(f"{result.filename}: {result.error}", err=True)
+    for result in report.results:  # fixes not applied: "Fix introduced a syntax error", ...
+        for problem in result.fix_problems:
+            click.echo(f"{result.filename}: error: {problem}", err=True)
     failed = bool(report.findings) or bool(report.errors)
     sys.exit(1 if failed and not exit_zero else 0)
 
@@ -200,12 +203,13 @@ def _check_paths(
         jobs=jobs,
     )
     report.files_checked = len(files)
+    roots = linted_tree(paths)  # where a symlinked file may lead a fix
     for result in results:
         if result.fixed_text is not None and not diff and result.source is not None:
             try:
-                write_source(result.source, result.fixed_text)
-            except OSError as exc:
-                result.error = f"cannot write: {exc.strerror or exc}"
+                write_source(result.source, result.fixed_text, roots)
+            except SourceError as exc:  # read-only, changed meanwhile, link out of the tree
+                result.error = str(exc)
                 result.findings = result.fixed + result.findings
                 result.fixed = []
     report.results.extend(results)
@@ -228,6 +232,9 @@ def _print_diffs(report: Report) -> bool:
     n = sum(len(r.fixed) for r in report.results)
     if n:
         click.echo(f"\nWould fix {n} error{'s' if n != 1 else ''}.", err=True)
+    for result in report.results:
+        for problem in result.fix_problems:
+            click.echo(f"{result.filename}: error: {problem}", err=True)
     return changed
 
 
@@ -315,9 +322,9 @@ def _add_noqa(settings: Settings, paths: tuple[str, ...], jobs: int | None) -> N
         if not n:
             continue
         try:
-            write_source(result.source, text)
-        except OSError as exc:
-            result.error = f"cannot write: {exc.strerror or exc}"
+            write_source(result.source, text, linted_tree(paths))
+        except SourceError as exc:  # read-only, changed meanwhile, link out of the tree
+            result.error = str(exc)
             continue
         added += n
     for result in report.errors:

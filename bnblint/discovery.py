@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["DEFAULT_EXCLUDES", "discover"]
+__all__ = ["DEFAULT_EXCLUDES", "discover", "glob_excludes"]
 
 DEFAULT_EXCLUDES: tuple[str, ...] = (
     ".git",
@@ -417,6 +417,34 @@ def _compile_excludes(patterns: tuple[str, ...]) -> _Excludes:
         _join_regex(path_file),
         _join_regex(path_dir),
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _compile_one(pattern: str) -> _Excludes:
+    return _compile_excludes((pattern,))
+
+
+def glob_excludes(pattern: str, path: str | None, name: str) -> bool:
+    """Whether ``exclude = [pattern]`` leaves out the file ``name`` at ``path``.
+
+    ``path``: the file's "/"-separated path relative to the root, None for a file outside it
+    (then, as in :func:`discover`, only patterns without a "/" apply, to the name). As when
+    walking, the pattern matches the file or one of the directories above it: ``tests`` and
+    ``tests/*`` cover ``tests/a/b.py``, ``src/*.py`` covers ``src/a.py`` only. This is the
+    one glob dialect of the configuration (``per-file-ignores`` use it too).
+    """
+    name_file, name_dir, path_file, path_dir = _compile_one(pattern)
+    if path is None:
+        return name_file is not None and name_file.fullmatch(name) is not None
+    parts = path.split("/")
+    for i in range(len(parts) - 1):
+        if name_dir is not None and name_dir.fullmatch(parts[i]):
+            return True
+        if path_dir is not None and path_dir.fullmatch("/".join(parts[: i + 1])):
+            return True
+    if name_file is not None and name_file.fullmatch(parts[-1]):
+        return True
+    return path_file is not None and path_file.fullmatch(path) is not None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import fnmatch
+import os
+import re
 import sys
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -10,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from bnblint.analysis.values import TORCH_DTYPES
+from bnblint.discovery import glob_excludes
 from bnblint.rules import Rule, RuleContext, is_code_prefix, select_rules
+from bnblint.source import SourceError, read_bytes
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -49,8 +52,9 @@ class Settings:
         ignore = list(self.ignore)
         if path is not None and self.per_file_ignores:
             rel = _relative(path, self.root)
+            name = os.path.basename(path)
             for pattern, codes in self.per_file_ignores:
-                if _glob_match(rel, pattern):
+                if glob_excludes(pattern, rel, name):
                     ignore.extend(codes)
         return list(_selected(tuple(self.select), tuple(ignore)))
 
@@ -72,32 +76,93 @@ def _prefix(code: str) -> str:
     return "" if code == "ALL" else code
 
 
-def _relative(path: str, root: Path) -> str:
-    p = Path(path)
+def _relative(path: str, root: Path) -> str | None:
+    """``path`` relative to ``root``, "/"-separated, or None outside it (as discovery sees
+    it: the path as named, then resolved for a root reached through a link)."""
+    for norm in (os.path.abspath, os.path.realpath):
+        try:
+            rel = os.path.relpath(norm(path), norm(root))
+        except ValueError:  # another drive on Windows
+            return None
+        if rel in (os.curdir, os.pardir) or rel.startswith(os.pardir + os.sep):
+            continue
+        return rel.replace(os.sep, "/")
+    return None
+
+
+# A pyproject.toml larger than this is no configuration (and must not be read whole).
+MAX_PYPROJECT_BYTES = 10 * 1024 * 1024
+# `[tool.bnblint]`, `[tool.bnblint.x]`, `tool.bnblint.select = ...`, `"tool"."bnblint"`, and
+# `bnblint = ...` after a `[tool]` header: how to tell, in a file that does not parse, that it
+# was meant for bnblint.
+_MENTIONS_US = re.compile(
+    rb"""["']?tool["']?\s*\.\s*["']?bnblint\b|^\s*\[\s*tool\s*\][^\[]*^\s*["']?bnblint\b""",
+    re.MULTILINE | re.DOTALL,
+)
+
+
+def _parse(path: Path) -> dict[str, Any]:
+    """The TOML document of ``path``; ConfigError names the file and the reason."""
     try:
-        return p.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return p.as_posix()
+        data = read_bytes(path, MAX_PYPROJECT_BYTES)
+    except SourceError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: invalid TOML: not UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: nested too deeply") from None
 
 
-def _glob_match(rel: str, pattern: str) -> bool:
-    if "/" not in pattern:
-        return fnmatch.fnmatch(rel.rsplit("/", 1)[-1], pattern) or fnmatch.fnmatch(rel, pattern)
-    return fnmatch.fnmatch(rel, pattern.lstrip("/"))
+def _tool_table(data: dict[str, Any], path: Path) -> Any:
+    """``data["tool"]["bnblint"]``, None when absent; a ``tool`` that is not a table is an
+    error only in a file named by ``--config`` (discovery passes such files by)."""
+    tool = data.get("tool", {})
+    if not isinstance(tool, dict):
+        raise ConfigError(f"{path}: `tool` must be a table, got {type(tool).__name__}")
+    return tool.get("bnblint")
+
+
+def _ours(path: Path) -> bool:
+    """Whether ``path`` holds a ``[tool.bnblint]`` table; a file that cannot be parsed counts
+    when its text mentions the table, or when it cannot be read at all (it might)."""
+    try:
+        data = _parse(path)
+    except ConfigError:
+        try:
+            text = read_bytes(path, MAX_PYPROJECT_BYTES)
+        except SourceError:
+            return True  # unreadable: using other settings silently would be worse
+        return _MENTIONS_US.search(text) is not None
+    try:
+        return _tool_table(data, path) is not None
+    except ConfigError:
+        return False  # `tool = 5`: not a pyproject.toml meant for bnblint
 
 
 def find_config(start: Path) -> Path | None:
-    """The nearest ``pyproject.toml`` with a ``[tool.bnblint]`` table, from ``start`` upward."""
-    directory = start if start.is_dir() else start.parent
+    """The nearest ``pyproject.toml`` with a ``[tool.bnblint]`` table, from ``start`` upward.
+
+    A broken file that holds (or may hold) the table is returned, so that
+    :func:`load_settings` reports it; a broken unrelated one is passed by. Never raises."""
+    try:
+        directory = start if start.is_dir() else start.parent
+    except OSError:
+        directory = start.parent
     for candidate in (directory, *directory.parents):
         path = candidate / "pyproject.toml"
-        if path.is_file():
-            try:
-                data = tomllib.loads(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-                continue  # a broken unrelated pyproject must not stop discovery
-            if "bnblint" in data.get("tool", {}):
-                return path
+        try:
+            if not path.is_file():  # FIFOs and devices are no configuration
+                continue
+        except OSError:
+            continue
+        if _ours(path):
+            return path
     return None
 
 
@@ -109,14 +174,8 @@ def settings_for_path(path: Path) -> Settings:
 
 
 def load_settings(path: Path) -> Settings:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
-    table = data.get("tool", {}).get("bnblint", {})
-    return parse_table(table, path)
+    table = _tool_table(_parse(path), path)
+    return parse_table({} if table is None else table, path)
 
 
 def parse_table(table: Any, path: Path) -> Settings:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bnblint.discovery import DEFAULT_EXCLUDES, discover
+from bnblint.discovery import DEFAULT_EXCLUDES, discover, glob_excludes
 
 GIT = shutil.which("git")
 needs_git = pytest.mark.skipif(GIT is None, reason="git is not installed")
@@ -748,3 +748,46 @@ def test_matches_git_on_random_pattern_sets(tmp_path: Path) -> None:
         everything = [p for p in repo.rglob("*") if ".git" not in p.relative_to(repo).parts]
         ignored_something += len(ours) < sum(p.is_file() for p in everything)
     assert ignored_something >= 6
+
+
+# ---------------------------------------------------------------------------------------------
+# glob_excludes: the exclude dialect as a predicate (per-file-ignores use it)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_glob_excludes_examples() -> None:
+    assert glob_excludes("src/*.py", "src/a.py", "a.py")
+    assert not glob_excludes("src/*.py", "src/a/b.py", "b.py")  # fnmatch said yes
+    assert glob_excludes("**/x.py", "x.py", "x.py")
+    assert glob_excludes("**/x.py", "a/b/x.py", "x.py")
+    assert glob_excludes("tests/*", "tests/sub/a.py", "a.py")  # via the directory tests/sub
+    assert glob_excludes("tests/", "tests/a.py", "a.py")
+    assert not glob_excludes("a.py/", "a.py", "a.py")  # directories only
+    assert glob_excludes("*.py", None, "a.py")  # outside the root: names only
+    assert not glob_excludes("src/*.py", None, "a.py")
+
+
+def test_glob_excludes_agrees_with_discover(tmp_path: Path) -> None:
+    """For every tree file and pattern (fixed seeds), ``glob_excludes`` says "excluded"
+    exactly when ``discover(exclude=[pattern])`` leaves the file out."""
+    make(tmp_path, *TRICKY_TREE)
+    every = run_discover(
+        tmp_path, exclude=(), suffixes=("",), respect_gitignore=False, root=tmp_path
+    )
+    rng = random.Random(9)
+    patterns = [p.lstrip("!") for p in TRICKY_ROOT_GITIGNORE.splitlines() if p and p[0] != "#"]
+    patterns += [_fuzz_pattern(rng).lstrip("!") for _ in range(300)]
+    excluded_some = 0
+    for pattern in patterns:
+        kept = set(
+            run_discover(
+                tmp_path, exclude=(pattern,), suffixes=("",), respect_gitignore=False, root=tmp_path
+            )
+        )
+        for rel in every:
+            assert glob_excludes(pattern, rel, rel.rsplit("/", 1)[-1]) == (rel not in kept), (
+                pattern,
+                rel,
+            )
+        excluded_some += len(kept) < len(every)
+    assert excluded_some > 50
