@@ -157,7 +157,7 @@ class Project:
             try:
                 if path.stat().st_size > MAX_MODULE_BYTES:
                     return None
-                data = path.read_bytes()
+                data = _read(path)
             except OSError:
                 return None
             from bnblint.source import decode
@@ -241,7 +241,7 @@ class Project:
         key = str(path)
         try:
             st = path.stat()
-            data = path.read_bytes() if st.st_size <= MAX_MODULE_BYTES else b""
+            data = _read(path) if st.st_size <= MAX_MODULE_BYTES else b""
         except OSError:
             return frozenset()
         stamp = (st.st_size, st.st_mtime_ns)
@@ -293,7 +293,7 @@ class Project:
                 if str(path) in reached:
                     continue
                 try:
-                    data = path.read_bytes()
+                    data = _read(path)
                 except OSError:
                     continue
                 if not any(n in data for n in names):
@@ -327,7 +327,7 @@ class Project:
             self._entries = []
             for file in self.files():
                 try:
-                    data = file.read_bytes()
+                    data = _read(file)
                 except OSError:
                     continue
                 if len(data) > MAX_MODULE_BYTES or not any(w in data for w in words):
@@ -376,6 +376,16 @@ class Project:
             return Path(path).resolve().relative_to(self.root.resolve()).as_posix()
         except ValueError:
             return path
+
+
+def _read(path: Path) -> bytes:
+    """A project file's bytes; a FIFO, device or oversized file reads as nothing."""
+    from bnblint.source import SourceError, read_bytes
+
+    try:
+        return read_bytes(path, MAX_MODULE_BYTES)
+    except SourceError:
+        return b""
 
 
 def _digest(text: str) -> str:
