@@ -164,7 +164,7 @@ class Project:
 
             try:
                 text = decode(data)[0]
-            except (UnicodeDecodeError, LookupError, SyntaxError):
+            except Exception:  # undecodable: it resolves to nothing, and is reported itself
                 return None
         digest = _digest(text)
         cached = _CACHE.get((key, digest))
