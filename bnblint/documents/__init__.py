@@ -5,20 +5,26 @@ comment lines, with IPython syntax masked. The pipeline lints the program as it 
 file; positions are mapped back to the file (cell and row, or the file's own line), and a fixed
 program is split at the sentinels and written back into the chunks it came from, every other
 byte of the file unchanged. ``.py`` files need none of this and do not go through here.
+
+The sentinel and mask comments carry a nonce derived from the document that occurs nowhere in
+it, so no text a user writes can be taken for one. Positions are mapped by the chunks' row
+counts, not by finding sentinels in the text. Rows follow ``bnblint.lines`` (``\\r\\n``, ``\\r``,
+``\\n``), as the pipeline's positions do.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from abc import ABC, abstractmethod
+from bisect import bisect_right
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
+from functools import cached_property
+from itertools import accumulate
 
 from bnblint.diagnostics import Finding, Location, TextEdit
-
-SENTINEL = "# bnblint-chunk {}"
-_SENTINEL = re.compile(r"^# bnblint-chunk (\d+)$")
-MASK = "  # bnblint-mask {}"
-_MASK = re.compile(r"  # bnblint-mask (\d+)$")
+from bnblint.lines import LINE_BREAK, line_ending, split_lines, strip_ending
 
 
 class DocumentError(Exception):
@@ -27,24 +33,43 @@ class DocumentError(Exception):
 
 @dataclass
 class Chunk:
-    text: str  # Python source, every line ending in a newline
+    text: str  # Python source, every line ending in a line break
     cell: int | None = None  # 1-based code-cell number (notebooks)
     first_line: int = 1  # the file line of the chunk's first line (Markdown)
-    indent: str = ""  # prefix removed from every line (indented code blocks)
+    indent: str = ""  # prefix removed from the block's lines (indented code blocks)
     key: int = 0  # which chunk of the container it is (for writing back)
+    prefixes: list[str] = field(default_factory=list)  # per row: what was removed before it
+
+
+def make_nonce(*texts: str) -> str:
+    """A token derived from ``texts`` that occurs in none of them (deterministic, so the
+    program of a document is the same on every run)."""
+    seed = "\0".join(texts)
+    while True:
+        nonce = hashlib.sha256(seed.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        if not any(nonce in text for text in texts):
+            return nonce
+        seed = nonce + seed
 
 
 @dataclass
 class Document(ABC):
     chunks: list[Chunk]
     masks: dict[int, str] = field(default_factory=dict)  # mask id -> original line
+    nonce: str = ""
+
+    def sentinel(self, index: int) -> str:
+        return f"# bnblint-chunk-{self.nonce} {index}"
+
+    def mask_comment(self, key: int) -> str:
+        return f"  # bnblint-mask-{self.nonce} {key}"
 
     @property
     def program(self) -> str:
         parts = []
         for i, chunk in enumerate(self.chunks):
             if i:
-                parts.append(SENTINEL.format(i) + "\n")
+                parts.append(self.sentinel(i) + "\n")
             parts.append(chunk.text)
         return "".join(parts)
 
@@ -58,23 +83,24 @@ class Document(ABC):
 
     # -- mapping positions ------------------------------------------------------------------
 
-    def _starts(self, program: str) -> list[int]:
-        """Program row (1-based) where each chunk starts."""
-        starts = [1]
-        for row, line in enumerate(program.splitlines(), start=1):
-            if _SENTINEL.match(line):
-                starts.append(row + 1)
-        return starts
+    @cached_property
+    def _starts(self) -> list[int]:
+        """Program row (1-based) where each chunk starts: one sentinel row between chunks.
+        (Computed once: a document's chunks do not change after ``from_text``.)"""
+        rows = [len(split_lines(chunk.text)) + 1 for chunk in self.chunks]
+        return [1, *(1 + r for r in accumulate(rows[:-1]))] if rows else [1]
 
     def locate(self, loc: Location, starts: list[int]) -> tuple[Chunk, Location]:
-        index = max(i for i, s in enumerate(starts) if s <= loc.row)
+        index = max(bisect_right(starts, loc.row) - 1, 0)
         chunk = self.chunks[min(index, len(self.chunks) - 1)]
         row = loc.row - starts[index] + 1
-        column = loc.column + len(chunk.indent) if chunk.indent else loc.column
-        return chunk, Location(chunk.first_line + row - 1, column)
+        prefix = chunk.prefixes[row - 1] if 0 < row <= len(chunk.prefixes) else chunk.indent
+        return chunk, Location(chunk.first_line + row - 1, loc.column + len(prefix))
 
-    def map_finding(self, finding: Finding, program: str) -> Finding:
-        starts = self._starts(program)
+    def map_finding(self, finding: Finding, program: str | None = None) -> Finding:
+        """``finding``, positioned in this document's program, positioned in the file.
+        (``program``, once used to find the sentinels, is no longer needed.)"""
+        starts = self._starts
         chunk, location = self.locate(finding.location, starts)
         _, end = self.locate(finding.end_location, starts)
         finding.location, finding.end_location = location, end
@@ -93,25 +119,25 @@ class Document(ABC):
         chunk, start = self.locate(edit.location, starts)
         _, end = self.locate(edit.end_location, starts)
         content = edit.content
-        if chunk.indent and "\n" in content:
-            content = content.replace("\n", "\n" + chunk.indent)
+        if chunk.indent:
+            content = LINE_BREAK.sub(lambda m: m.group(0) + chunk.indent, content)
         return TextEdit(content, start, end)
 
     # -- writing back -----------------------------------------------------------------------
 
     def rebuild(self, fixed_program: str) -> str:
         """The file's new text for a fixed program."""
+        sentinel = re.compile(rf"# bnblint-chunk-{self.nonce} (\d+)")
         texts: list[list[str]] = [[]]
-        for line in fixed_program.splitlines(keepends=True):
-            if _SENTINEL.match(line.rstrip("\r\n")):
+        for line in split_lines(fixed_program):
+            match = sentinel.fullmatch(strip_ending(line))
+            if match is not None:
+                if int(match.group(1)) != len(texts):
+                    raise DocumentError("a fix changed the chunk structure")
                 texts.append([])
                 continue
-            match = _MASK.search(line.rstrip("\r\n"))
-            if match is not None:
-                newline = line[len(line.rstrip("\r\n")) :]
-                line = self.masks[int(match.group(1))] + newline
-            texts[-1].append(line)
-        if len(texts) != len(self.chunks):
+            texts[-1].append(self._unmask_line(line))
+        if len(texts) != max(len(self.chunks), 1) or (not self.chunks and texts[0]):
             raise DocumentError("a fix changed the chunk structure")
         changed = {
             chunk.key: "".join(lines)
@@ -121,13 +147,38 @@ class Document(ABC):
         return self.with_chunks(changed)
 
     def unmask(self, text: str) -> str:
-        out = []
-        for line in text.splitlines(keepends=True):
-            match = _MASK.search(line.rstrip("\r\n"))
-            if match is not None:
-                line = self.masks[int(match.group(1))] + line[len(line.rstrip("\r\n")) :]
-            out.append(line)
-        return "".join(out)
+        return "".join(self._unmask_line(line) for line in split_lines(text))
+
+    @cached_property
+    def _mask_pattern(self) -> re.Pattern[str]:
+        return re.compile(rf"  # bnblint-mask-{self.nonce} (\d+)$")
+
+    def _unmask_line(self, line: str) -> str:
+        if not self.masks:
+            return line
+        body = strip_ending(line)
+        match = self._mask_pattern.search(body)
+        if match is None:
+            return line
+        original = self.masks.get(int(match.group(1)))
+        if original is None:
+            raise DocumentError("a fix changed a masked line")
+        return original + line[len(body) :]
+
+
+def line_diff(old: list[str], new: list[str]) -> list[tuple[str, int, int, int, int]]:
+    """Opcodes turning ``old`` into ``new`` (difflib's), without its junk heuristic, which
+    would call a repeated line (``)``, a blank) changed."""
+    return list(SequenceMatcher(None, old, new, autojunk=False).get_opcodes())
+
+
+def nearest_ending(lines: list[str], index: int, default: str) -> str:
+    """The line ending of ``lines[index]``, else of the closest line that has one."""
+    for distance in range(len(lines)):
+        for i in (index - distance, index + distance):
+            if 0 <= i < len(lines) and line_ending(lines[i]):
+                return line_ending(lines[i])
+    return default
 
 
 NOTEBOOK_SUFFIXES = (".ipynb",)

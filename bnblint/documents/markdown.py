@@ -8,7 +8,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from bnblint.documents import Chunk, Document
+from bnblint.documents import (
+    Chunk,
+    Document,
+    DocumentError,
+    line_diff,
+    make_nonce,
+    nearest_ending,
+)
+from bnblint.lines import line_ending, split_lines, strip_ending
 from bnblint.pipeline import parse_ast
 
 PYTHON_TAGS = frozenset({"python", "py", "python3", "py3"})
@@ -25,25 +33,39 @@ class Block:
 
 @dataclass
 class TextDocument(Document):
-    lines: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)  # the file's lines, endings kept
     blocks: list[Block] = field(default_factory=list)
 
     @classmethod
     def from_text(cls, text: str) -> TextDocument:
-        doc = cls(chunks=[], lines=text.splitlines(keepends=True))
+        doc = cls(chunks=[], lines=split_lines(text), nonce=make_nonce(text))
         for block in doc.find_blocks():
-            content = [
-                _strip(line, block.indent)
-                for line in doc.lines[block.start : block.start + block.count]
-            ]
-            code = "".join(line if line.endswith("\n") else line + "\n" for line in content)
+            prefixes, code = [], []
+            for line in doc.lines[block.start : block.start + block.count]:
+                body = strip_ending(line)
+                content = _strip(body, block.indent)
+                prefixes.append(body[: len(body) - len(content)])
+                code.append(content + (line_ending(line) or "\n"))
             try:
-                parse_ast(code)
+                parse_ast("".join(code))
             except (SyntaxError, ValueError):
                 continue
+            except (RecursionError, MemoryError):
+                # Valid code the parser cannot hold: skipping it would pass it unchecked.
+                raise DocumentError(
+                    f"the code block at line {block.start + 1} is nested too deeply to parse"
+                ) from None
             key = len(doc.blocks)
             doc.blocks.append(block)
-            doc.chunks.append(Chunk(code, first_line=block.start + 1, indent=block.indent, key=key))
+            doc.chunks.append(
+                Chunk(
+                    "".join(code),
+                    first_line=block.start + 1,
+                    indent=block.indent,
+                    key=key,
+                    prefixes=prefixes,
+                )
+            )
         return doc
 
     def find_blocks(self) -> list[Block]:
@@ -51,21 +73,45 @@ class TextDocument(Document):
 
     def with_chunks(self, texts: dict[int, str]) -> str:
         lines = list(self.lines)
-        newline = "\r\n" if any(line.endswith("\r\n") for line in lines) else "\n"
         for key in sorted(texts, reverse=True):
             block = self.blocks[key]
-            new = [
-                (block.indent + line if line.strip() else "") + newline
-                for line in texts[key].splitlines()
-            ]
-            lines[block.start : block.start + block.count] = new
+            lines[block.start : block.start + block.count] = self._rewrite(key, texts[key])
         return "".join(lines)
 
+    def _rewrite(self, key: int, text: str) -> list[str]:
+        """The block's new file lines: an unchanged line keeps its bytes (prefix, trailing
+        whitespace, line ending); a changed one keeps the prefix and ending of the line it
+        replaces; a new one gets the block's indentation and its neighbour's ending."""
+        block, chunk = self.blocks[key], self.chunks[key]
+        old_lines = self.lines[block.start : block.start + block.count]
+        old = [strip_ending(line) for line in split_lines(chunk.text)]
+        new = [strip_ending(line) for line in split_lines(text)]
+        default = nearest_ending(self.lines, block.start, "\n")
+        out: list[str] = []
+        for tag, i1, i2, j1, j2 in line_diff(old, new):
+            if tag == "equal":
+                out.extend(old_lines[i1:i2])
+                continue
+            for t, content in enumerate(new[j1:j2]):
+                if i1 + t < i2:
+                    prefix = chunk.prefixes[i1 + t]
+                    ending = line_ending(old_lines[i1 + t])
+                else:
+                    prefix = block.indent if content.strip() else ""
+                    ending = nearest_ending(old_lines, min(i1, len(old_lines) - 1), default)
+                out.append(prefix + content + ending)
+        # Only the file's last line may lack an ending (a block left open at the end).
+        for i, line in enumerate(out[:-1]):
+            if not line_ending(line):
+                out[i] = line + default
+        return out
 
-def _strip(line: str, indent: str) -> str:
-    if line.startswith(indent):
-        return line[len(indent) :]
-    return line.lstrip(" \t") if not line.strip() else line
+
+def _strip(body: str, indent: str) -> str:
+    """A block line without the block's indentation (a blank line may have less)."""
+    if body.startswith(indent):
+        return body[len(indent) :]
+    return body.lstrip(" \t") if not body.strip() else body
 
 
 class MarkdownDocument(TextDocument):
