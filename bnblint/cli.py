@@ -12,6 +12,7 @@ import click
 from click.core import ParameterSource
 
 from bnblint import __version__
+from bnblint.lines import split_lines
 from bnblint.output import FORMAT_NAMES, Renderer, Report, get_renderer, wants_edits
 from bnblint.pipeline import FileResult
 from bnblint.rules import ALL_RULES, RULES_BY_CODE
@@ -223,8 +224,8 @@ def _print_diffs(report: Report) -> bool:
         changed = True
         sys.stdout.writelines(
             difflib.unified_diff(
-                result.source.text.splitlines(keepends=True),
-                result.fixed_text.splitlines(keepends=True),
+                split_lines(result.source.text),
+                split_lines(result.fixed_text),
                 fromfile=f"a/{result.filename}",
                 tofile=f"b/{result.filename}",
             )
@@ -271,8 +272,8 @@ def _check_stdin(
     if diff:
         sys.stdout.writelines(
             difflib.unified_diff(
-                text.splitlines(keepends=True),
-                fixed.splitlines(keepends=True),
+                split_lines(text),
+                split_lines(fixed),
                 fromfile=f"a/{name}",
                 tofile=f"b/{name}",
             )
@@ -410,13 +411,27 @@ def doctor(
     show_default=True,
     help="Seconds each load process may run.",
 )
-def verify(target: str, model: str | None, device: str, as_json: bool, timeout: float) -> None:
+@click.option(
+    "--trust-remote-code",
+    is_flag=True,
+    help="Pass a call's trust_remote_code=True through: runs the model directory's own code.",
+)
+def verify(
+    target: str,
+    model: str | None,
+    device: str,
+    as_json: bool,
+    timeout: float,
+    trust_remote_code: bool,
+) -> None:
     """Load each bitsandbytes call in PATH as written and as fixed, and compare
     (exit 1 if a fixed call does not load)."""
     # Imported here: torch and friends load in worker processes, never in this one.
     from bnblint.verify.command import run_verify
 
-    sys.exit(run_verify(target, model, device, as_json, timeout))
+    sys.exit(
+        run_verify(target, model, device, as_json, timeout, trust_remote_code=trust_remote_code)
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

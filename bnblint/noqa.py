@@ -9,6 +9,8 @@ import tokenize
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from bnblint.lines import line_ending, split_lines, strip_ending
+
 if TYPE_CHECKING:
     from bnblint.diagnostics import Finding
 
@@ -107,20 +109,21 @@ def add_noqa_directives(source: str, findings: Iterable[Finding]) -> tuple[str, 
         inside, comments = _string_rows(source)
     except (tokenize.TokenError, SyntaxError, IndentationError):
         return source, 0
-    lines = source.split("\n")  # the rows tokenize (and the pipeline) count
+    lines = split_lines(source)  # the rows tokenize (and the pipeline) count, with their ends
     edits: dict[int, str] = {}
     for row, codes in wanted.items():
         if row in inside or not 1 <= row <= len(lines):
             continue
-        new_line = _edit_line(lines[row - 1], codes, comments.get(row))
+        line = lines[row - 1]
+        new_line = _edit_line(strip_ending(line), codes, comments.get(row))
         if new_line is not None:
-            edits[row] = new_line
+            edits[row] = new_line + line_ending(line)
 
     def apply(rows: Iterable[int]) -> str:
         out = list(lines)
         for row in rows:
             out[row - 1] = edits[row]
-        return "\n".join(out)
+        return "".join(out)
 
     result = apply(edits)
     before = _ast_dump(source) if edits else None

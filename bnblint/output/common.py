@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from bnblint import lines as _lines
 from bnblint.diagnostics import Finding, Location, TextEdit
 from bnblint.pipeline import FileResult
 from bnblint.source import SourceError, read_source
@@ -27,17 +28,9 @@ def relative_path(filename: str, base: Path | None = None) -> str:
         return filename
 
 
-def split_lines(text: str) -> list[str]:
-    """Lines with their ends, split on ``\\n`` only: the rows the pipeline's positions use."""
-    lines = text.split("\n")
-    out = [line + "\n" for line in lines[:-1]]
-    if lines[-1]:
-        out.append(lines[-1])
-    return out
-
-
-def strip_end(line: str) -> str:
-    return line.rstrip("\r\n")
+# The rows the pipeline's positions use: one line rule for the whole code base.
+split_lines = _lines.split_lines
+strip_end = _lines.strip_ending
 
 
 def result_text(result: FileResult) -> str | None:
