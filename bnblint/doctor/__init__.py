@@ -46,10 +46,16 @@ def _run_probes(ctx: Context, python: str, timeout: float) -> None:
         choice = ctx.choice()
         if choice is not None and choice.backend == "cuda" and choice.exists:
             folder = (ctx.facts.get("bitsandbytes") or {}).get("dir")
-            ctx.extra["cuobjdump"] = probe.cuobjdump_elf(os.path.join(folder, choice.name))
+            if isinstance(folder, str):
+                ctx.extra["cuobjdump"] = probe.cuobjdump_elf(os.path.join(folder, choice.name))
     finally:
-        ctx.bnb_diag = diag.finish() if diag else None
-        ctx.smoke = smoke.finish() if smoke else None
+        try:
+            ctx.bnb_diag = diag.finish() if diag else None
+            ctx.smoke = smoke.finish() if smoke else None
+        finally:
+            for running in (diag, smoke):  # an interrupt in one wait must not orphan the other
+                if running is not None:
+                    running.kill()
         ctx.smoke_plan = plan
 
 

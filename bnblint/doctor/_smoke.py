@@ -31,7 +31,8 @@ def attempt(device: str, dtype_name: str) -> dict[str, object]:
         if weight.dtype != torch.uint8:
             raise RuntimeError(f"weight was not quantized (dtype {weight.dtype})")
         # The reference uses the same quantized weights, so only kernel errors show.
-        ref_w = bnb.functional.dequantize_4bit(weight.data, weight.quant_state).to(dtype)
+        state = getattr(weight, "quant_state")  # noqa: B009 (set by bitsandbytes at .to())
+        ref_w = bnb.functional.dequantize_4bit(weight.data, state).to(dtype)
         bias = layer.bias.to(dtype)
         worst = 0.0
         with torch.no_grad():

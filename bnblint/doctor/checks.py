@@ -40,7 +40,8 @@ class Context:
 
     @property
     def torch(self) -> dict[str, Any] | None:
-        return self.facts.get("torch")
+        value = self.facts.get("torch")
+        return value if isinstance(value, dict) else None
 
     @property
     def devices(self) -> list[dict[str, Any]]:
@@ -187,7 +188,9 @@ def check_gpu(ctx: Context) -> Check:
                 details,
             )
         why = warnings[0] if warnings else "torch.cuda.is_available() is False"
-        remedy = "check CUDA_VISIBLE_DEVICES and that the NVIDIA driver works (`nvidia-smi`)"
+        remedy: str | None = (
+            "check CUDA_VISIBLE_DEVICES and that the NVIDIA driver works (`nvidia-smi`)"
+        )
         driver = logic.cuda_tuple(details["driver_cuda"])
         built = logic.cuda_tuple(t.get("cuda"))
         if driver and built and driver < built:
@@ -204,8 +207,8 @@ def check_gpu(ctx: Context) -> Check:
             "gpu", FAIL, f"nvidia-smi sees {names}, but torch cannot use it: {why}", remedy, details
         )
 
-    driver = _driver_text(ctx)
-    details["driver"] = driver
+    driver_text = _driver_text(ctx)
+    details["driver"] = driver_text
     parts = []
     status = PASS
     remedy = None
@@ -231,8 +234,8 @@ def check_gpu(ctx: Context) -> Check:
     details["devices"] = devs
     count = len(ctx.devices)
     reason = f"{count} GPU{'s' if count != 1 else ''}: " + "; ".join(parts)
-    if driver:
-        reason += f"; driver {driver}"
+    if driver_text:
+        reason += f"; driver {driver_text}"
     return Check("gpu", status, reason, remedy, details)
 
 
@@ -244,6 +247,7 @@ def _driver_text(ctx: Context) -> str | None:
     smi = ctx.facts.get("nvidia_smi") or {}
     release = next((g.get("driver") for g in smi.get("gpus") or [] if g.get("driver")), None)
     release = release or ctx.facts.get("nvml_driver")
+    release = None if release is None else str(release)
     cuda = _driver_cuda((ctx.torch or {}).get("driver_cuda"))
     if release and cuda:
         return f"{release} (CUDA {cuda})"

@@ -8,13 +8,15 @@ from pathlib import Path
 
 from bnblint.doctor import diagnose, render
 from bnblint.doctor.logic import FAIL, verdict
+from bnblint.verify.procs import terminations_exit
 
 
 def run_doctor(
     as_json: bool, python: str | None, config: Path | None, timeout: float, color: bool | None
 ) -> int:
     """Print the report; 0 when no check fails, 1 otherwise."""
-    checks = diagnose(python, config, timeout)
+    with terminations_exit():  # a killed doctor kills its probes too
+        checks = diagnose(python, config, timeout)
     out = sys.stdout
     if as_json:
         out.write(render.to_json(checks) + "\n")

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bnblint.verify import procs
 
 _HERE = Path(__file__).resolve().parent
 
@@ -68,39 +69,32 @@ def tail(text: str, lines: int = 25) -> str:
 
 
 class Running:
-    """A started child process; ``finish`` waits for it, killing it at the deadline."""
+    """A started child process; ``finish`` waits for it, killing its process group at the
+    deadline (and any grandchild still running once it has exited)."""
 
     def __init__(self, args: list[str], timeout: float) -> None:
         self.args = args
         self.timeout = timeout
-        self.proc: subprocess.Popen[str] | None = None
+        self.child: procs.Child | None = None
         self.error: str | None = None
         try:
-            self.proc = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                encoding="utf-8",
-                errors="replace",  # bitsandbytes prints emoji; never fail on decoding
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
+            self.child = procs.Child(args, timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         except OSError as exc:
             self.error = f"cannot run {args[0]}: {exc}"
 
     def finish(self) -> Proc:
         result = Proc(self.args, error=self.error)
-        if self.proc is None:
+        if self.child is None:
             return result
-        try:
-            result.stdout, result.stderr = self.proc.communicate(timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()  # only the child this probe started
-            result.stdout, result.stderr = self.proc.communicate()
-            result.timed_out = True
-        result.rc = self.proc.returncode
+        done = self.child.finish()
+        result.rc, result.stdout, result.stderr = done.returncode, done.stdout, done.stderr
+        result.timed_out = done.timed_out
         return result
+
+    def kill(self) -> None:
+        """Stop it now (nothing once finished): an interrupt must not orphan a probe."""
+        if self.child is not None:
+            self.child.kill()
 
 
 def _script(name: str, *args: str) -> list[str]:
@@ -139,11 +133,15 @@ class Facts:
         return self.stages.get(stage, default)
 
     def died(self) -> str | None:
-        """``"<stage>: <why>"`` if the process ended badly, else None."""
-        if self.proc is None or self.proc.ok:
+        """``"<stage>: <why>"`` if the process ended badly or early, else None."""
+        if self.proc is None:
             return None
-        missing = next((s for s in STAGES if s not in self.stages), "end")
-        return f"probe died while reading {missing}: {self.proc.failure(self.timeout)}"
+        missing = next((s for s in STAGES if s not in self.stages), None)
+        if self.proc.ok and missing is None:
+            return None
+        # Exit status 0 with stages missing: not the facts script (a wrapper that exited early).
+        why = self.proc.failure(self.timeout)
+        return f"probe died while reading {missing or 'end'}: {why}"
 
 
 def cuobjdump_elf(path: str, timeout: float = 60) -> str | None:
@@ -152,9 +150,7 @@ def cuobjdump_elf(path: str, timeout: float = 60) -> str | None:
     if exe is None:
         return None
     try:
-        out = subprocess.run(
-            [exe, "--list-elf", path], capture_output=True, text=True, timeout=timeout
-        )
-    except (OSError, subprocess.SubprocessError):
+        out = procs.run([exe, "--list-elf", path], timeout)
+    except OSError:
         return None
-    return out.stdout if out.returncode == 0 else None
+    return out.stdout if out.returncode == 0 and not out.timed_out else None

@@ -10,12 +10,13 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TextIO
 
+from bnblint.lines import LineIndex
+from bnblint.verify import procs
 from bnblint.verify import report as render
 from bnblint.verify.standin import ModelChoice, choose, in_local_cache
 
@@ -40,6 +41,14 @@ TIMING_NOTE = (
     "the load, the layers and the compute dtype do carry over"
 )
 
+# ``-c`` without its sys.path entry, rather than ``-m``: both put the current directory first
+# on sys.path, where a ``json.py`` or ``torch.py`` there (verify run inside a model directory)
+# would be imported instead of the real one.
+WORKER_CODE = (
+    "import sys; sys.path[:] = [p for p in sys.path if p]; "
+    "from bnblint.verify.worker import main; main()"
+)
+
 
 class UsageError(Exception):
     """A mistake in the command line or the environment: exit 2."""
@@ -53,12 +62,18 @@ def run_verify(
     timeout: float,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    *,
+    trust_remote_code: bool = False,
 ) -> int:
-    """Verify the sites of ``target`` (``PATH`` or ``PATH:LINE``); the exit code."""
+    """Verify the sites of ``target`` (``PATH`` or ``PATH:LINE``); the exit code.
+
+    ``trust_remote_code``: pass a call's ``trust_remote_code=True`` through (the model
+    directory's own code then runs); otherwise such a site is skipped."""
     out = out or sys.stdout
     err = err or sys.stderr
     try:
-        report = _verify(target, model, device, timeout, _progress(err))
+        with procs.terminations_exit():  # a killed verify kills its worker too
+            report = _verify(target, model, device, timeout, _progress(err), trust_remote_code)
     except UsageError as exc:
         err.write(f"bnblint: error: {exc}\n")
         return 2
@@ -70,7 +85,7 @@ def run_verify(
         # rich only on a terminal: piped output stays plain lines.
         if not (tty and render.to_rich(report, out, color)):
             render.to_text(report, out, color)
-    return report["exit_code"]
+    return int(report["exit_code"])
 
 
 def _progress(err: TextIO) -> Callable[[str], None]:
@@ -97,7 +112,12 @@ def parse_target(target: str) -> tuple[Path, int | None]:
 
 
 def _verify(
-    target: str, model: str | None, device: str, timeout: float, say: Callable[[str], None]
+    target: str,
+    model: str | None,
+    device: str,
+    timeout: float,
+    say: Callable[[str], None],
+    trust_remote_code: bool = False,
 ) -> dict[str, Any]:
     from bnblint.documents import document_type
     from bnblint.source import SourceError, read_source
@@ -117,7 +137,7 @@ def _verify(
     except SiteError as exc:
         raise UsageError(f"{path}: {exc}") from exc
     if line is not None:
-        count = len(source.text.splitlines())
+        count = LineIndex(source.text).row_count
         if not 1 <= line <= max(count, 1):
             raise UsageError(f"line {line} is outside {path} ({count} lines)")
         chosen = [s for s in sites if s.line == line]
@@ -144,6 +164,18 @@ def _verify(
         report["sites"].append(entry)
         if entry["reason"]:
             continue
+        risky = _runs_model_code(site)
+        if risky is not None:
+            argument, why = risky
+            if not trust_remote_code:
+                entry["reason"] = (
+                    f"the call passes `{argument}`, which would {why}; "
+                    "rerun with --trust-remote-code to allow it"
+                )
+                continue
+            entry["notes"].append(
+                f"`{argument}` passed through (--trust-remote-code): it may {why}"
+            )
         revision = (site.original.kwargs or {}).get("revision")
         choice = choose(
             site.api,
@@ -158,7 +190,7 @@ def _verify(
             continue
         work.append((site, entry, choice))
     if work:
-        _run(work, report, device, timeout, say)
+        _run(work, report, device, timeout, say, trust_remote_code)
     for entry in report["sites"]:
         entry["status"], entry["verdict"] = render.judge(entry)
     failing = any(e["status"] in render.FAILING for e in report["sites"])
@@ -173,6 +205,18 @@ def _settings(path: Path) -> Settings:
         return settings_for_path(path)
     except ConfigError as exc:
         raise UsageError(str(exc)) from exc
+
+
+def _runs_model_code(site: Site) -> tuple[str, str] | None:
+    """The argument (as written) by which either version of the call would run code shipped
+    with the model, and what it would do."""
+    from bnblint.verify.sites import model_code_argument
+
+    for variant in (site.original, site.fixed):
+        found = model_code_argument(variant.kwargs or {})
+        if found is not None:
+            return found
+    return None
 
 
 def _entry(site: Site) -> dict[str, Any]:
@@ -220,6 +264,7 @@ def _run(
     device: str,
     timeout: float,
     say: Callable[[str], None],
+    trust_remote_code: bool = False,
 ) -> None:
     keep = os.environ.get(CACHE_ENV)
     root = keep or tempfile.mkdtemp(prefix="bnblint-verify-")
@@ -261,7 +306,9 @@ def _run(
         if device != "cuda":
             report["environment"]["gpu"] = None  # not what the loads ran on
         for n, (site, entry, choice) in enumerate(work, 1):
-            _verify_site(site, entry, choice, prepared, device, timeout, say, n, len(work))
+            _verify_site(
+                site, entry, choice, prepared, device, timeout, say, n, len(work), trust_remote_code
+            )
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -277,6 +324,7 @@ def _verify_site(
     say: Callable[[str], None],
     n: int,
     total: int,
+    trust_remote_code: bool = False,
 ) -> None:
     from bnblint.verify.sites import for_cpu, without_hub_arguments
     from bnblint.verify.standin import describe as describe_standin
@@ -326,6 +374,8 @@ def _verify_site(
         "model": path,
         "device": device,
         "batch": list(BATCH[device]),
+        # Read by the worker, which forces trust_remote_code=False without it.
+        "trust_remote_code": trust_remote_code,
     }
     label = f"{entry['call']} at line {site.line} ({n}/{total})"
     same = entry["fixed"]["same_as_original"]
@@ -353,15 +403,12 @@ def worker(spec: dict[str, Any], timeout: float, device: str = "auto") -> dict[s
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "bnblint.verify.worker"],
-            input=json.dumps(spec),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
+        proc = procs.run(
+            [sys.executable, "-c", WORKER_CODE], timeout, input=json.dumps(spec), env=env
         )
-    except subprocess.TimeoutExpired:
+    except OSError as exc:
+        return _failed("WorkerCrash", f"cannot start the worker: {exc}")
+    if proc.timed_out:
         return _failed("TimeoutError", f"gave up after {timeout:g} s (--timeout)")
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     if lines:

@@ -409,6 +409,30 @@ def for_cpu(kwargs: dict[str, Any], api: str) -> tuple[dict[str, Any], list[str]
     return out, notes
 
 
+# Arguments with which a load runs code shipped with the model, and what each would do.
+MODEL_CODE = {
+    "trust_remote_code": "run the model directory's own code",
+    # torch.load with weights_only=False unpickles, and a pickle can call anything.
+    "weights_only": "unpickle the model's weight files, which can run code hidden in them",
+}
+
+
+def model_code_argument(kwargs: dict[str, Any], where: str = "") -> tuple[str, str] | None:
+    """``("trust_remote_code=True", why)`` for the first argument, at any depth (a pipeline's
+    ``model_kwargs``), that lets the load run code from the model's files; else None."""
+    for key, value in kwargs.items():
+        label = f"{where}[{key!r}]" if where else key
+        if key == "trust_remote_code" and value not in (False, None):
+            return f"{label}={describe(value)}", MODEL_CODE[key]
+        if key == "weights_only" and value is not True:
+            return f"{label}={describe(value)}", MODEL_CODE[key]
+        if isinstance(value, dict) and MARK not in value:
+            found = model_code_argument(value, label)
+            if found is not None:
+                return found
+    return None
+
+
 # Arguments that locate the files on the Hub; meaningless for a stand-in or a local directory.
 HUB_ARGUMENTS = (
     "revision",

@@ -203,6 +203,7 @@ def load(spec: dict[str, Any]) -> dict[str, Any]:
                     kwargs = _decode(spec["kwargs"], torch, transformers)
                 except Exception as exc:
                     raise Failure("config", exc) from exc
+                _no_model_code(kwargs, bool(spec.get("trust_remote_code")))
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
             with capture.stage_of("load"):
@@ -226,6 +227,25 @@ def load(spec: dict[str, Any]) -> dict[str, Any]:
         capture.flush_warnings()
     result["records"] = capture.as_json()
     return result
+
+
+def _no_model_code(kwargs: dict[str, Any], trusted: bool) -> None:
+    """Make the load refuse code shipped with the model unless the user said
+    --trust-remote-code: the bnblint process skips such calls, and this is the second lock.
+
+    An explicit False rather than none at all: with None, transformers asks on stdin (and waits
+    up to 15 s) when only the directory's ``auto_map`` code can load it."""
+    kwargs.setdefault("trust_remote_code", False)
+    if trusted:
+        return
+    # A pipeline's model_kwargs reach the model's loader too.
+    for holder in (kwargs, kwargs.get("model_kwargs")):
+        if not isinstance(holder, dict):
+            continue
+        if holder.get("trust_remote_code") not in (False, None):
+            holder["trust_remote_code"] = False
+        if holder.get("weights_only", True) is not True:
+            holder["weights_only"] = True  # torch.load then refuses pickled code
 
 
 def _load_model(spec: dict[str, Any], kwargs: dict[str, Any], transformers: Any) -> Any:
