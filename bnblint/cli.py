@@ -343,13 +343,13 @@ def rule(code: str | None, show_all: bool) -> None:
         for r in ALL_RULES:
             click.echo(f"{r.code}  {r.name:<28} {r.level.value:<8} {r.summary}")
         return
-    r = RULES_BY_CODE.get(code.upper())
-    if r is None:
+    found = RULES_BY_CODE.get(code.upper())
+    if found is None:
         _fail(f"unknown rule `{code}` (known: {', '.join(RULES_BY_CODE)})")
         return
-    click.echo(f"# {r.summary} ({r.code}, {r.name})\n")
-    click.echo(f"Level: {r.level.value}\n")
-    click.echo(r.docs.strip("\n"))
+    click.echo(f"# {found.summary} ({found.code}, {found.name})\n")
+    click.echo(f"Level: {found.level.value}\n")
+    click.echo(found.docs.strip("\n"))
 
 
 @main.command()

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bnblint.diagnostics import Applicability, Diagnostic, Finding, Location, Operation
+from bnblint.diagnostics import Applicability, Diagnostic, Finding, Location
 from bnblint.noqa import noqa_lines, suppressed
 from bnblint.project import EXTERNAL_ROOTS
 from bnblint.rules import Rule
@@ -33,7 +33,12 @@ class FileResult:
     error: str | None = None  # "cannot read: ...", "cannot parse: ..."
     source: SourceFile | None = None
     fixed_text: str | None = None  # set when fixes changed the text
-    fixed: list[Finding] = field(default_factory=list)  # findings that fixes removed
+    # The findings whose fixes were applied: those of the original text, and those a first
+    # fix enabled (a chained fix), positioned in the original text.
+    fixed: list[Finding] = field(default_factory=list)
+    # Fixes not applied and why, naming the rules: a pass that broke the syntax or would lose
+    # bytes outside its edits, passes that did not converge. The text kept is the last good one.
+    fix_problems: list[str] = field(default_factory=list)
     # Findings in other project files that this file's loads revealed (a config defined in the
     # module this one imports it from), with their edits on that file's text.
     foreign: list[Finding] = field(default_factory=list)
@@ -411,8 +416,6 @@ def lint_text(
         return result
     import libcst as cst
 
-    from bnblint.fix.apply import apply_operations
-
     try:
         module = cst.parse_module(text)
     except cst.ParserSyntaxError as exc:
@@ -425,26 +428,48 @@ def lint_text(
     findings, kept = _resolve(
         module, text, filename, found, want_edits, project, result.foreign
     )
+    from bnblint.fix.apply import apply_fixes
+
     original = text
-    first = findings
-    for _ in range(MAX_FIX_PASSES if fix else 0):
-        ops: list[Operation] = [
-            op
-            for d in kept
-            if d.fix is not None and fix_allowed(d.fix.applicability, unsafe_fixes)
-            for op in d.fix.operations
+    # The replacements of each pass that was kept, to position chained findings in the original.
+    passes: list[list[tuple[int, int, str]]] = []
+    for round_ in range(MAX_FIX_PASSES + 1 if fix else 0):
+        fixable = [
+            d for d in kept if d.fix is not None and fix_allowed(d.fix.applicability, unsafe_fixes)
         ]
-        if not ops:
-            break
-        new_text = apply_operations(module, ops).code
-        if new_text == text:
+        if not fixable:
             break
         try:
-            parse_ast(new_text)
-            new_module = cst.parse_module(new_text)
+            step = apply_fixes(module, text, [d.fix.operations for d in fixable if d.fix])
+        except Exception as exc:  # a fix builder's bug must not take the run down
+            codes = ", ".join(sorted({d.code for d in fixable}))
+            result.fix_problems.append(f"Fix failed ({codes}): {type(exc).__name__}: {exc}")
+            break
+        applied = [fixable[i] for i in step.applied]
+        codes = ", ".join(sorted({d.code for d in applied} or {d.code for d in fixable}))
+        if round_ == MAX_FIX_PASSES:  # what is still fixable after the last pass
+            if applied:
+                result.fix_problems.append(
+                    f"Failed to converge after {MAX_FIX_PASSES} iterations ({codes}): "
+                    "the text of the last iteration is kept"
+                )
+            break
+        if step.problem is not None:
+            result.fix_problems.append(f"Fix not applied ({codes}): {step.problem}")
+            break
+        if not applied or step.text == text:
+            break
+        try:
+            parse_ast(step.text)
+            new_module = cst.parse_module(step.text)
         except (SyntaxError, ValueError, cst.ParserSyntaxError):
+            result.fix_problems.append(
+                f"Fix introduced a syntax error ({codes}): the changes of that pass are reverted"
+            )
             break  # a fix must never make the file unparsable: keep what we have
-        module, text = new_module, new_text
+        result.fixed += _applied_findings(module, text, original, applied, kept, findings, passes)
+        passes.append(step.edits)
+        module, text = new_module, step.text
         if project is not None:
             project.overlays[str(Path(filename).resolve())] = text
         found = _diagnose(module, text, rules, settings, None, project, filename, notebook)
@@ -453,10 +478,57 @@ def lint_text(
         project.overlays.pop(str(Path(filename).resolve()), None)
     if text != original:
         result.fixed_text = text
-        remaining = {(f.code, f.message) for f in findings}
-        result.fixed = [f for f in first if (f.code, f.message) not in remaining]
+    else:
+        result.fixed = []
     result.findings = findings
     return result
+
+
+def _applied_findings(  # type: ignore[no-untyped-def]
+    module,
+    text: str,
+    original: str,
+    applied: list[Diagnostic],
+    kept: list[Diagnostic],
+    findings: list[Finding],
+    passes: list[list[tuple[int, int, str]]],
+) -> list[Finding]:
+    """The findings of the diagnostics whose fixes were applied, by identity: ``findings`` is
+    ``kept`` resolved and sorted (stably), so the n-th diagnostic with a (code, start) is the
+    n-th finding with it. A later pass's findings are moved to the original text's positions."""
+    from bnblint.fix.apply import LineIndex, map_back, node_starts
+
+    starts = node_starts(module, text)
+    by_key: dict[tuple[str, Location], list[Finding]] = {}
+    for f in findings:
+        by_key.setdefault((f.code, f.location), []).append(f)
+    chosen = {id(d) for d in applied}
+    out = []
+    for d in kept:
+        span = starts.get(d.node)
+        if span is None:
+            continue
+        key = (d.code, Location(span.start.line, span.start.column + 1))
+        bucket = by_key.get(key)
+        if bucket and id(d) in chosen:
+            out.append(bucket.pop(0))
+        elif bucket:
+            bucket.pop(0)
+    if not passes:
+        return out
+    here, there = LineIndex(text), LineIndex(original)
+
+    def move(location: Location) -> Location:
+        offset = here.offset(location)
+        for edits in reversed(passes):
+            offset = map_back(offset, edits)
+        return there.location(offset)
+
+    for f in out:
+        f.location, f.end_location = move(f.location), move(f.end_location)
+        f.load_site = None if f.load_site is None else move(f.load_site)
+        f.noqa_row, f.edits = f.location.row, []
+    return out
 
 
 def lint_source(

@@ -50,7 +50,10 @@ def finding_dict(f: Finding) -> dict[str, Any]:
 
 def render(report: Report, out: TextIO) -> None:
     items = [finding_dict(f) for f in report.findings]
-    for r in report.errors:
+    # Unreadable files, and fixes not applied (a syntax error, no convergence, lost bytes).
+    problems = [(r, r.error) for r in report.errors]
+    problems += [(r, p) for r in report.results for p in r.fix_problems]
+    for r, message in problems:
         items.append(
             {
                 "cell": None,
@@ -61,7 +64,7 @@ def render(report: Report, out: TextIO) -> None:
                 "level": "error",
                 "load_site": None,
                 "location": None,
-                "message": r.error,
+                "message": message,
                 "noqa_row": None,
                 "url": None,
             }

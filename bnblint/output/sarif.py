@@ -106,6 +106,17 @@ def sarif_log(report: Report) -> dict[str, Any]:
         }
         for r in report.errors
     ]
+    notifications += [  # fixes not applied: reported, as unreadable files are
+        {
+            "level": "error",
+            "message": {"text": problem},
+            "locations": [
+                {"physicalLocation": {"artifactLocation": artifact_location(r.filename)}}
+            ],
+        }
+        for r in report.results
+        for problem in r.fix_problems
+    ]
     run: dict[str, Any] = {
         "tool": {
             "driver": {
