@@ -21,11 +21,9 @@ import asyncio
 import ctypes
 import enum
 import gc
-import io
 import logging
 import re
 import sys
-import tokenize
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +40,7 @@ from pygls.uris import to_fs_path
 
 from bnblint import __version__
 from bnblint.diagnostics import Applicability, Finding, Level, Location
+from bnblint.guard import MAX_NESTING, nesting_depth
 from bnblint.pipeline import FileResult
 from bnblint.runner import lint_one_text
 from bnblint.settings import ConfigError, Settings, find_config, load_settings
@@ -54,9 +53,6 @@ STATE = "bnblint/state"  # custom request: per-document state, for tests
 _LSP_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # LibCST's native parser overflows the C stack (SIGSEGV) at about 1,300 nested brackets; Python
 # itself rejects more than 200, so 100 leaves a wide margin and costs no real code.
-MAX_NESTING = 100
-_OPENERS = frozenset("([{")
-_CLOSERS = frozenset(")]}")
 
 
 def code_units(text: str, encoding: str) -> int:
@@ -106,41 +102,6 @@ def intersects(a: types.Range, b: types.Range) -> bool:
 def _kind_requested(kind: str, only: list[str] | None) -> bool:
     # LSP kinds are hierarchical: asking for "source" includes "source.fixAll.bnblint".
     return only is None or any(kind == o or kind.startswith(o + ".") for o in only)
-
-
-def nesting_depth(text: str, limit: int = MAX_NESTING) -> int:
-    """The deepest bracket nesting of ``text``, counted on tokens (brackets in strings and
-    comments do not count); it stops early once past ``limit``."""
-    if sum(text.count(c) for c in _OPENERS) <= limit:
-        return 0  # the common case, without tokenizing: the depth cannot exceed the count
-    depth = deepest = 0
-    try:
-        for token in tokenize.generate_tokens(io.StringIO(text).readline):
-            if token.type != tokenize.OP:
-                continue
-            if token.string in _OPENERS:
-                depth += 1
-                if depth > limit:
-                    return depth
-                deepest = max(deepest, depth)
-            elif token.string in _CLOSERS:
-                depth = max(depth - 1, 0)
-    except (tokenize.TokenError, SyntaxError):
-        # Mid-edit text may not tokenize to its end (Python 3.12+ stops at the first error):
-        # count raw characters instead, erring on the side of not parsing.
-        deepest = max(deepest, _raw_depth(text))
-    return deepest
-
-
-def _raw_depth(text: str) -> int:
-    depth = deepest = 0
-    for ch in text:
-        if ch in _OPENERS:
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in _CLOSERS:
-            depth = max(depth - 1, 0)
-    return deepest
 
 
 def _release_memory() -> None:

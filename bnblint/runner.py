@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
 from bnblint.diagnostics import Finding
+from bnblint.guard import MAX_NESTING, RECURSION, TOO_DEEP, nesting_depth
 from bnblint.pipeline import FileResult, lint_source, may_matter, rule_words, words_for
 from bnblint.project import Project, find_root
 from bnblint.settings import Settings
@@ -64,17 +65,32 @@ def _lint_one(
         source = read_source(path, data)
     except SourceError as exc:
         return FileResult(str(path), error=str(exc))
-    result = lint_source(
+    result = guarded(
         source.text,
         str(path),
-        settings,
-        fix=fix,
-        unsafe_fixes=unsafe_fixes,
-        want_edits=want_edits,
-        project=project_for(path),
+        lambda: lint_source(
+            source.text,
+            str(path),
+            settings,
+            fix=fix,
+            unsafe_fixes=unsafe_fixes,
+            want_edits=want_edits,
+            project=project_for(path),
+        ),
     )
     result.source = source
     return result
+
+
+def guarded(text: str, filename: str, lint: Callable[[], FileResult]) -> FileResult:
+    """``lint()``, unless the text would crash LibCST's parser (one error line instead), or
+    the analysis recurses too deep on it: one file must not take the run down."""
+    if filename.endswith(".py") and nesting_depth(text) > MAX_NESTING:
+        return FileResult(filename, error=TOO_DEEP)
+    try:
+        return lint()
+    except RecursionError:
+        return FileResult(filename, error=RECURSION)
 
 
 def lint_one_text(
@@ -94,16 +110,20 @@ def lint_one_text(
     if project is not None:
         project.overlays[str(path.resolve())] = text
     try:
-        result = lint_source(
+        result = guarded(
             text,
             filename,
-            settings,
-            fix=fix,
-            unsafe_fixes=unsafe_fixes,
-            want_edits=want_edits,
-            project=project,
+            lambda: lint_source(
+                text,
+                filename,
+                settings,
+                fix=fix,
+                unsafe_fixes=unsafe_fixes,
+                want_edits=want_edits,
+                project=project,
+            ),
         )
-        if project is None or path.suffix != ".py":
+        if project is None or path.suffix != ".py" or result.error is not None:
             return result
         results = [result, *_importers([path], settings, False, unsafe_fixes, want_edits)]
         foreign_fix = fix and result.fixed_text is None
