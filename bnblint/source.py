@@ -12,7 +12,7 @@ import re
 import stat
 import tempfile
 import tokenize
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,7 +77,7 @@ def _cookie_name(lines: Iterable[bytes]) -> str | None:
     return None
 
 
-def _cookie_readable(lines: list[bytes], encoding: str) -> bool:
+def _cookie_readable(lines: Sequence[bytes], encoding: str) -> bool:
     """Whether the declared codec reads its own declaration back (an ASCII-compatible one)."""
     declared = _cookie_name(lines)
     if declared is None:
@@ -234,7 +234,7 @@ def _changed() -> SourceError:
 
 
 def _read_fd(fd: int) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     offset = 0
     while True:
         chunk = os.pread(fd, 1 << 20, offset) if hasattr(os, "pread") else os.read(fd, 1 << 20)

@@ -535,24 +535,28 @@ class ModelBuilder:
                 return
             for alias in stmt.names:
                 name = _dotted(alias.name)
-                target = alias.asname.name if alias.asname is not None else alias.name
-                self.bind(target, Symbol(f"{base}.{name}", alias), env)
+                bound = alias.asname.name if alias.asname is not None else alias.name
+                assert isinstance(bound, cst.BaseExpression)
+                self.bind(bound, Symbol(f"{base}.{name}", alias), env)
         elif isinstance(stmt, cst.Return):
             if self.returns:
                 value = NONE if stmt.value is None else self.eval(stmt.value, env)
                 self.returns[-1].append(value)
         elif isinstance(stmt, cst.Del):
             targets = stmt.target.elements if isinstance(stmt.target, cst.Tuple) else None
-            for target in [e.value for e in targets] if targets else [stmt.target]:
-                if isinstance(target, cst.Subscript) and isinstance(target.value, cst.Name):
-                    key = _subscript_key(target)
-                    name = target.value.value
+            items: list[cst.BaseExpression] = (
+                [e.value for e in targets] if targets else [stmt.target]
+            )
+            for item in items:
+                if isinstance(item, cst.Subscript) and isinstance(item.value, cst.Name):
+                    key = _subscript_key(item)
+                    name = item.value.value
                     if key is None:
                         self.invalidate(name, env.lookup(name), env)
                     else:
                         self.remove_key(name, env.lookup(name), key, env)
                 else:
-                    self.bind_unknown(target, env)
+                    self.bind_unknown(item, env)
 
     def import_star(self, module: str, env: Env) -> None:
         """``from pkg.model import *`` of a project module: its public names (``__all__`` when
@@ -1044,6 +1048,7 @@ class ModelBuilder:
                     entries.update(inner.entries)
                     complete = complete and inner.complete
                 continue
+            assert isinstance(element, cst.DictElement)
             key = self.eval(element.key, env)
             if isinstance(key, Literal) and isinstance(key.value, str):
                 entries[key.value] = Entry(self.eval(element.value, env), element, node)
@@ -1334,8 +1339,10 @@ def _select(value: Value, picks: dict[int, int], depth: int) -> Value:
             entries[k] = e if v is e.value else Entry(v, e.node, e.container)
         return Mapping(entries, value.node, value.complete) if changed else value
     if isinstance(value, BnbConfig):
-        options = _select(value.options, picks, depth + 1)
-        return value if options is value.options else replace(value, options=options)
+        selected = _select(value.options, picks, depth + 1)
+        if selected is value.options or not isinstance(selected, Mapping):
+            return value
+        return replace(value, options=selected)
     return value
 
 

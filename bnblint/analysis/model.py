@@ -230,7 +230,9 @@ class ModuleModel:
 def resolve_quantization(site: LoadSite) -> None:
     """Fill ``site.quantization`` from its keywords."""
     entries = site.kwargs.entries
-    legacy = {k: entries[k] for k in ("load_in_4bit", "load_in_8bit") if k in entries}
+    legacy: dict[str, Entry] = {
+        k: entries[k] for k in ("load_in_4bit", "load_in_8bit") if k in entries
+    }
     qc = entries.get("quantization_config")
     if qc is None:
         if not site.kwargs.complete and not legacy:

@@ -181,6 +181,7 @@ def _cast(use: ModelUse, mode: str) -> tuple[str, str | None] | None:
     """(message, target dtype or None when unknown) for a call transformers refuses."""
     method = use.method
     model = f"{'an' if mode == '8bit' else 'a'} {MODE_LABELS[mode]} bitsandbytes model"
+    dtype: str | None
     if method in REFUSED:  # refused before its arguments are looked at
         dtype = REFUSED[method]
         message = (
@@ -195,9 +196,11 @@ def _cast(use: ModelUse, mode: str) -> tuple[str, str | None] | None:
             return None
         if keyword is not None:
             value = keyword.value
-            dtype = value.name if _is_dtype(value) else None  # type: ignore[union-attr]
+            dtype = value.name if isinstance(value, Dtype) and _is_dtype(value) else None
         else:
-            dtype = dtypes[0].name  # type: ignore[union-attr]
+            first = dtypes[0]
+            assert isinstance(first, Dtype)
+            dtype = first.name
         message = (
             f'`.to()` with a dtype on {model} raises ValueError ("{TO_ERROR}"); '
             "pass the dtype to `from_pretrained` instead"
