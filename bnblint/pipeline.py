@@ -21,7 +21,14 @@ from bnblint.settings import Settings
 from bnblint.source import SourceFile
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import libcst as cst
+    from libcst.metadata import CodeRange
+
     from bnblint.project import Project
+
+    Positions = Mapping[cst.CSTNode, CodeRange]
 
 MAX_FIX_PASSES = 5  # one fix can enable another; stop long before anything could cycle
 
@@ -201,8 +208,8 @@ def fix_allowed(applicability: Applicability | None, unsafe_fixes: bool) -> bool
     return unsafe_fixes and applicability is Applicability.UNSAFE
 
 
-def _diagnose(  # type: ignore[no-untyped-def]
-    module,
+def _diagnose(
+    module: cst.Module,
     text: str,
     rules: Sequence[type[Rule]],
     settings: Settings,
@@ -210,7 +217,7 @@ def _diagnose(  # type: ignore[no-untyped-def]
     project: Project | None = None,
     filename: str | None = None,
     notebook: bool = False,
-):
+) -> list[tuple[type[Rule], Diagnostic]]:
     from bnblint.analysis.builder import build_model
 
     model = build_model(module, text, tree, project, filename)
@@ -234,7 +241,7 @@ def _diagnose(  # type: ignore[no-untyped-def]
 
 
 def _resolve(
-    module,  # type: ignore[no-untyped-def]
+    module: cst.Module,
     text: str,
     filename: str,
     found: list[tuple[type[Rule], Diagnostic]],
@@ -302,8 +309,12 @@ def _resolve(
     return findings, kept
 
 
-def _where(  # type: ignore[no-untyped-def]
-    node, filename: str, positions, project: Project | None, qualify: bool = False
+def _where(
+    node: cst.CSTNode,
+    filename: str,
+    positions: Positions,
+    project: Project | None,
+    qualify: bool = False,
 ) -> str | None:
     """``line 8`` in this file, ``pkg/quant.py:8`` in another project file (and in this one,
     with ``qualify``: for a finding shown in another file)."""
@@ -321,21 +332,28 @@ def _where(  # type: ignore[no-untyped-def]
     return f"`{project.relative(path)}:{row}`"
 
 
-def _provenance(  # type: ignore[no-untyped-def]
-    d: Diagnostic, filename: str, positions, project: Project | None, qualify: bool = False
+def _provenance(
+    d: Diagnostic,
+    filename: str,
+    positions: Positions,
+    project: Project | None,
+    qualify: bool = False,
 ) -> str:
     """Where a value that crossed a boundary came from, for the message."""
     parts: list[str] = []
     site = d.site
     chains: list[str] = []
+    from bnblint.analysis.builder import Hop  # LibCST is loaded by now: there are findings
+
     for s in (site, *d.related) if site is not None else ():
         if not s.via:
             continue
         hops = []
         for hop in s.via:
-            call = hop.call  # type: ignore[attr-defined]
+            assert isinstance(hop, Hop)
+            call = hop.call
             where = _where(call, filename, positions, project, qualify)
-            name = hop.name  # type: ignore[attr-defined]
+            name = hop.name
             hops.append(f"`{name}()` called at {where}" if where else f"`{name}()`")
         chain = ", then ".join(hops)
         if chain not in chains:
@@ -351,8 +369,8 @@ def _provenance(  # type: ignore[no-untyped-def]
     return f" ({'; '.join(parts)})" if parts else ""
 
 
-def _foreign_finding(  # type: ignore[no-untyped-def]
-    rule, d: Diagnostic, filename: str, positions, project: Project
+def _foreign_finding(
+    rule: type[Rule], d: Diagnostic, filename: str, positions: Positions, project: Project
 ) -> Finding | None:
     """A diagnostic on a node of another project module, as a finding of that file."""
     owner = project.owner_of(d.node)
@@ -484,8 +502,8 @@ def lint_text(
     return result
 
 
-def _applied_findings(  # type: ignore[no-untyped-def]
-    module,
+def _applied_findings(
+    module: cst.Module,
     text: str,
     original: str,
     applied: list[Diagnostic],

@@ -14,6 +14,7 @@ import re
 import tokenize
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import libcst as cst
 from libcst._nodes.internal import CodegenState
@@ -88,7 +89,7 @@ class _Applier(cst.CSTTransformer):
             self.uses.append((self._current, code))
         return super().on_visit(node)
 
-    def on_leave(
+    def on_leave(  # type: ignore[override]  # LibCST's signature is generic in the node type
         self, original_node: cst.CSTNode, updated_node: cst.CSTNode
     ) -> cst.CSTNode | cst.RemovalSentinel:
         code = self.replacements.get(id(original_node))
@@ -216,8 +217,8 @@ def top_bindings(module: cst.Module) -> dict[str, tuple[int, str]]:
             if isinstance(small, cst.Import):
                 for alias in small.names:
                     dotted = _dotted_name(alias.name)
-                    bound = alias.asname.name if alias.asname else None
-                    name = bound.value if isinstance(bound, cst.Name) else dotted.split(".")[0]
+                    asname = alias.asname.name if alias.asname else None
+                    name = asname.value if isinstance(asname, cst.Name) else dotted.split(".")[0]
                     suffix = f" as {name}" if alias.asname else ""
                     found.setdefault(name, (i, f"import {dotted}{suffix}"))
             elif isinstance(small, cst.ImportFrom) and not isinstance(small.names, cst.ImportStar):
@@ -489,8 +490,10 @@ class _Tree:
         self.exact = module.code == index.text
         wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
         meta = wrapper.resolve_many([WhitespaceInclusivePositionProvider, ParentNodeProvider])
-        self.spans: Mapping[cst.CSTNode, CodeRange] = meta[WhitespaceInclusivePositionProvider]
-        self.parents: Mapping[cst.CSTNode, cst.CSTNode] = meta[ParentNodeProvider]
+        self.spans = cast(
+            "Mapping[cst.CSTNode, CodeRange]", meta[WhitespaceInclusivePositionProvider]
+        )
+        self.parents = cast("Mapping[cst.CSTNode, cst.CSTNode]", meta[ParentNodeProvider])
         self._top = {id(stmt): i for i, stmt in enumerate(module.body)}
         self._starts: Mapping[cst.CSTNode, CodeRange] | None = None
         self.import_edits: dict[object, tuple[int, int, str] | None] = {}
@@ -556,8 +559,7 @@ class _Tree:
         removed = isinstance(new, cst.RemovalSentinel) or (
             isinstance(new, cst.SimpleStatementLine) and not new.body
         )  # an emptied line: its parent would drop it
-        if removed or isinstance(new, cst.FlattenSentinel):
-            assert not isinstance(new, cst.FlattenSentinel)
+        if removed or not isinstance(new, cst.CSTNode):
             return start, end, ""
         return start, end, self.code(anchor, new)
 
@@ -653,7 +655,9 @@ def edits_for(
     for ops in _groups(operations):
         try:
             if _is_import_op(ops[0]):
-                name = ops[0].name if isinstance(ops[0], AddImportFrom) else ops[0].module
+                first = ops[0]
+                assert isinstance(first, (AddImport, AddImportFrom))
+                name = first.name if isinstance(first, AddImportFrom) else first.module
                 limit = first_use(uses, name.split(".")[0], len(module.body))
                 replacement = tree.import_edit(ops[0], limit)
             else:

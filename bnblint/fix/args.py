@@ -39,7 +39,7 @@ def _separator(
 ) -> cst.BaseParenthesizableWhitespace:
     """The whitespace written between two items: after an earlier comma, or after the bracket."""
     if isinstance(previous, cst.Comma):
-        return _strip_comment(previous.whitespace_after)  # type: ignore[arg-type]
+        return _strip_comment(previous.whitespace_after)
     if isinstance(opening, cst.ParenthesizedWhitespace):
         return _strip_comment(opening)
     return cst.SimpleWhitespace(" ")
