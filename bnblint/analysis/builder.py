@@ -385,6 +385,11 @@ class ModelBuilder:
             return None
         sink.specializations[key] = count + 1
         saved = (self.sites, self.sink, self.via, self.returns, self.blocks, self.pending)
+        saved_configs = self.configs
+        # Configs written in the body depend on this call's arguments: evaluated afresh.
+        self.configs = dict(saved_configs)
+        for key in [k for k, c in self.configs.items() if _within(c.node, node)]:
+            del self.configs[key]
         self.sites, self.sink, self.via = {}, sink, (*sink.via, hop)
         self.returns, self.blocks, self.pending = [[]], [id(node)], []
         sink_via, sink.via = sink.via, self.via
@@ -401,6 +406,7 @@ class ModelBuilder:
             self.running.discard(id(node))
             sink.via = sink_via
             self.sites, self.sink, self.via, self.returns, self.blocks, self.pending = saved
+            self.configs = saved_configs
         return returns
 
     def function(self, node: cst.FunctionDef) -> Function:
@@ -1290,6 +1296,17 @@ def _merge_mappings(maps: list[Mapping], absent: Value | None = None) -> Mapping
                     values.append(v)
             entries[key] = Entry(Choice(tuple(values)), node)
     return Mapping(entries, maps[0].node, all(m.complete for m in maps))
+
+
+def _within(inner: cst.CSTNode, outer: cst.CSTNode) -> bool:
+    """Whether ``inner`` is ``outer`` or one of its descendants (by identity)."""
+    todo: list[cst.CSTNode] = [outer]
+    while todo:
+        node = todo.pop()
+        if node is inner:
+            return True
+        todo.extend(node.children)
+    return False
 
 
 def _collect_joins(

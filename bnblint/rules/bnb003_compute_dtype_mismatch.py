@@ -114,7 +114,9 @@ uses).
 """
 
     def check(self, model: ModuleModel, context: RuleContext) -> Iterator[Diagnostic]:
-        groups: dict[int, tuple[Entry, Dtype, list[LoadSite]]] = {}
+        # By option and value: the same keyword may carry another dtype through another call
+        # (``make(torch.float16)``, ``make(torch.bfloat16)``).
+        groups: dict[tuple[int, str], tuple[Entry, Dtype, list[LoadSite]]] = {}
         for site in model.quantized_loads():
             q = site.quantization
             assert q is not None
@@ -124,7 +126,8 @@ uses).
             compute = as_dtype(entry.value) if entry is not None else None
             if entry is None or compute is None or compute.name not in COMPUTE:
                 continue
-            groups.setdefault(id(entry.node), (entry, compute, []))[2].append(site)
+            key = (id(entry.node), compute.name)
+            groups.setdefault(key, (entry, compute, []))[2].append(site)
         for entry, compute, sites in groups.values():
             mismatched = [
                 s
