@@ -388,8 +388,8 @@ class ModelBuilder:
         saved_configs = self.configs
         # Configs written in the body depend on this call's arguments: evaluated afresh.
         self.configs = dict(saved_configs)
-        for key in [k for k, c in self.configs.items() if _within(c.node, node)]:
-            del self.configs[key]
+        for stale in [k for k, c in self.configs.items() if _within(c.node, node)]:
+            del self.configs[stale]
         self.sites, self.sink, self.via = {}, sink, (*sink.via, hop)
         self.returns, self.blocks, self.pending = [[]], [id(node)], []
         sink_via, sink.via = sink.via, self.via
