@@ -340,15 +340,21 @@ def _add_noqa(settings: Settings, paths: tuple[str, ...], jobs: int | None) -> N
 def rule(code: str | None, show_all: bool) -> None:
     """Show the documentation of rule CODE (e.g. BNB002)."""
     if show_all or code is None:
-        for r in ALL_RULES:
-            click.echo(f"{r.code}  {r.name:<28} {r.level.value:<8} {r.summary}")
+        # Column widths from the rules themselves, so a longer name never shifts one row.
+        rows = [("Code", "Name", "Level", "Fix", "Summary")]
+        rows += [(r.code, r.name, r.level.value, r.fixable, r.summary) for r in ALL_RULES]
+        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        for row in rows:
+            click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4])
         return
     found = RULES_BY_CODE.get(code.upper())
     if found is None:
         _fail(f"unknown rule `{code}` (known: {', '.join(RULES_BY_CODE)})")
         return
     click.echo(f"# {found.summary} ({found.code}, {found.name})\n")
-    click.echo(f"Level: {found.level.value}\n")
+    click.echo(f"Level: {found.level.value}")
+    click.echo(f"Fix: {found.fixable}")
+    click.echo(f"Cases: {len(found.valid)} valid, {len(found.invalid)} invalid\n")
     click.echo(found.docs.strip("\n"))
 
 

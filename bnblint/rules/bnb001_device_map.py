@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 from bnblint.analysis.model import MODE_LABELS, LoadSite, ModuleModel
 from bnblint.diagnostics import AddKeyword, Applicability, Diagnostic, Fix, Level
-from bnblint.rules.base import Rule, RuleContext
+from bnblint.rules.base import Case, Rule, RuleContext
 
 
 class MissingDeviceMap(Rule):
@@ -65,6 +65,51 @@ No fix is offered in distributed-training files.
 - Missing `device_map` does not cause "invalid device function" / "no kernel image is available":
   those come from a bitsandbytes build without kernels for the GPU (see `bnblint doctor`).
 """
+
+    fixable = "sometimes"
+    valid = (
+        """
+        from transformers import AutoModel, BitsAndBytesConfig
+        cfg = BitsAndBytesConfig(load_in_4bit=True)
+        m = AutoModel.from_pretrained("m", quantization_config=cfg, device_map="auto")
+        """,
+        Case(
+            """
+            from transformers import AutoModel, BitsAndBytesConfig
+            cfg = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_storage="bfloat16")
+            m = AutoModel.from_pretrained("m", quantization_config=cfg)
+            """,
+            note="the FSDP-QLoRA recipe: FSDP shards the model",
+        ),
+    )
+    invalid = (
+        Case(
+            """
+            from transformers import AutoModel, BitsAndBytesConfig
+            cfg = BitsAndBytesConfig(load_in_4bit=True)
+            m = AutoModel.from_pretrained("m", quantization_config=cfg)
+            """,
+            at=(3, 5),
+            message="4-bit bitsandbytes load without `device_map`",
+            fixed="""
+            from transformers import AutoModel, BitsAndBytesConfig
+            cfg = BitsAndBytesConfig(load_in_4bit=True)
+            m = AutoModel.from_pretrained("m", quantization_config=cfg, device_map="auto")
+            """,
+        ),
+        Case(
+            """
+            import os
+            from transformers import AutoModel, BitsAndBytesConfig
+            rank = int(os.environ["LOCAL_RANK"])
+            cfg = BitsAndBytesConfig(load_in_8bit=True)
+            m = AutoModel.from_pretrained("m", quantization_config=cfg)
+            """,
+            at=(5, 5),
+            message="distributed-training file",
+            note='one process per GPU: "auto" would be wrong, no fix',
+        ),
+    )
 
     def check(self, model: ModuleModel, context: RuleContext) -> Iterator[Diagnostic]:
         # One finding per load call: a call reached by a 4-bit and an 8-bit config (one per

@@ -14,7 +14,7 @@ from bnblint.diagnostics import (
     Level,
     Operation,
 )
-from bnblint.rules.base import Rule, RuleContext
+from bnblint.rules.base import Case, Rule, RuleContext
 
 OPTION = "bnb_4bit_compute_dtype"
 
@@ -91,6 +91,89 @@ saved in bf16 (hidden 2048, 22 layers), prefill of an 8x512 batch:
 - CPU, transformers 5.24.0 and 4.57.1, bitsandbytes 0.50.2 (`evidence/cpu_facts.json`): the
   compute dtype is float32 and nothing warns, at load or at the first forward.
 """
+
+    fixable = "sometimes"
+    valid = (
+        Case(
+            """
+            import torch
+            from transformers import AutoModel, BitsAndBytesConfig
+            cfg = BitsAndBytesConfig(load_in_4bit=True)
+            m = AutoModel.from_pretrained("m", quantization_config=cfg, dtype=torch.float32)
+            """,
+            note="float32 compute is what a float32 load asks for",
+        ),
+        Case(
+            """
+            from transformers import AutoModel, BitsAndBytesConfig
+            cfg = BitsAndBytesConfig(load_in_8bit=True)
+            m = AutoModel.from_pretrained("m", quantization_config=cfg)
+            """,
+            note="8-bit has no compute dtype",
+        ),
+    )
+    invalid = (
+        Case(
+            """
+            import torch
+            from transformers import AutoModel, BitsAndBytesConfig
+            cfg = BitsAndBytesConfig(load_in_4bit=True)
+            m = AutoModel.from_pretrained("m", quantization_config=cfg, dtype=torch.bfloat16)
+            """,
+            at="BitsAndBytesConfig(load_in_4bit",
+            message="matmuls run in float32",
+            fixed="""
+            import torch
+            from transformers import AutoModel, BitsAndBytesConfig
+            cfg = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16)
+            m = AutoModel.from_pretrained("m", quantization_config=cfg, dtype=torch.bfloat16)
+            """,
+            note="the load's own dtype",
+        ),
+        Case(
+            """
+            from transformers import AutoModel, BitsAndBytesConfig
+            cfg = BitsAndBytesConfig(load_in_4bit=True)
+            m = AutoModel.from_pretrained("m", quantization_config=cfg, dtype="auto")
+            """,
+            at="BitsAndBytesConfig(load_in_4bit",
+            fixed="""
+            import torch
+            from transformers import AutoModel, BitsAndBytesConfig
+            cfg = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.float16)
+            m = AutoModel.from_pretrained("m", quantization_config=cfg, dtype="auto")
+            """,
+            unsafe=True,
+            note="the load's dtype is not known: the configured one may disagree with it",
+        ),
+        Case(
+            """
+            import torch as th
+            from transformers import AutoModelForCausalLM
+            q = {"load_in_4bit": True}
+            m = AutoModelForCausalLM.from_pretrained("m", quantization_config=q)
+            """,
+            at=(3, 5),
+            fixed="""
+            import torch as th
+            from transformers import AutoModelForCausalLM
+            q = {"load_in_4bit": True, "bnb_4bit_compute_dtype": "float16"}
+            m = AutoModelForCausalLM.from_pretrained("m", quantization_config=q)
+            """,
+            note="a dict config gets a dtype string",
+        ),
+        Case(
+            """
+            import torch
+            from transformers import AutoModel, BitsAndBytesConfig
+            cfg = BitsAndBytesConfig(load_in_4bit=True)
+            a = AutoModel.from_pretrained("a", quantization_config=cfg, dtype=torch.float16)
+            b = AutoModel.from_pretrained("b", quantization_config=cfg, dtype=torch.bfloat16)
+            """,
+            at="BitsAndBytesConfig(load_in_4bit",
+            note="one config, loads of different dtypes: no single right value",
+        ),
+    )
 
     def check(self, model: ModuleModel, context: RuleContext) -> Iterator[Diagnostic]:
         groups: dict[int, tuple[BnbConfig, list[LoadSite]]] = {}

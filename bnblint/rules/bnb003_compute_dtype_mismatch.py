@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 from bnblint.analysis.model import LoadSite, ModuleModel
 from bnblint.analysis.values import Dtype, Entry, as_dtype
 from bnblint.diagnostics import Applicability, Diagnostic, Fix, Level, ReplaceNode
-from bnblint.rules.base import Rule, RuleContext
+from bnblint.rules.base import Case, Rule, RuleContext
 
 if TYPE_CHECKING:
     import libcst as cst
@@ -30,6 +30,18 @@ def _consequence(compute: str, load: str) -> str:
     return (
         "4-bit layers round the float16 activations to bfloat16 (less precise) "
         "for no measured speed gain"
+    )
+
+
+# The cases' loads: a 4-bit config written in the load, its compute dtype against the load's.
+_HEAD = "import torch\nfrom transformers import AutoModelForCausalLM, BitsAndBytesConfig\n"
+
+
+def _load(compute: str, dtype: str, mode: str = "load_in_4bit=True") -> str:
+    config = f"BitsAndBytesConfig({mode}, bnb_4bit_compute_dtype={compute})"
+    return (
+        f'{_HEAD}m = AutoModelForCausalLM.from_pretrained("m", quantization_config={config},'
+        f' dtype={dtype}, device_map="auto")\n'
     )
 
 
@@ -112,6 +124,67 @@ uses).
   `bnb_4bit_compute_dtype=torch.bfloat16` and `dtype=torch.float16` the layers keep compute dtype
   bfloat16 and the logits are float16; no warning is emitted.
 """
+
+    fixable = "sometimes"
+    valid = (
+        _load("torch.float16", "torch.float16"),
+        _load("torch.half", '"float16"'),
+        Case(_load("torch.bfloat16", "torch.float32"), note="a float32 load: deliberate"),
+        _load("torch.float16", "torch.float32"),
+        Case(_load("torch.float64", "torch.float16"), note="effect not measured: silent"),
+        _load("torch.bfloat16", '"auto"'),
+        Case(
+            _load("torch.bfloat16", "torch.float16", mode="load_in_8bit=True"),
+            note="an 8-bit config is not checked",
+        ),
+    )
+    invalid = (
+        Case(
+            _load("torch.float16", "torch.bfloat16"),
+            at=OPTION,
+            message="is float16 but the model loads in bfloat16",
+            fixed=_load("torch.bfloat16", "torch.bfloat16"),
+            unsafe=True,
+        ),
+        Case(
+            _load("torch.bfloat16", "torch.float16"),
+            at=OPTION,
+            fixed=_load("torch.float16", "torch.float16"),
+            unsafe=True,
+        ),
+        Case(
+            _load("torch.float32", "torch.float16"),
+            at=OPTION,
+            fixed=_load("torch.float16", "torch.float16"),
+            unsafe=True,
+        ),
+        Case(
+            _load("torch.float32", "torch.bfloat16"),
+            at=OPTION,
+            fixed=_load("torch.bfloat16", "torch.bfloat16"),
+            unsafe=True,
+        ),
+        Case(
+            _load("'bfloat16'", "torch.float16"),
+            at=OPTION,
+            fixed=_load("'float16'", "torch.float16"),
+            unsafe=True,
+            note="a string spelling keeps its quotes",
+        ),
+        Case(
+            """
+            import torch
+            from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+            dt = torch.float16
+            cfg = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=dt)
+            m = AutoModelForCausalLM.from_pretrained(
+                "m", quantization_config=cfg, dtype=torch.bfloat16
+            )
+            """,
+            at=OPTION,
+            note="from a variable: changing it may change its other uses, no fix",
+        ),
+    )
 
     def check(self, model: ModuleModel, context: RuleContext) -> Iterator[Diagnostic]:
         # By option and value: the same keyword may carry another dtype through another call

@@ -18,7 +18,7 @@ from bnblint.diagnostics import (
     RemoveDictEntry,
     RemoveKeyword,
 )
-from bnblint.rules.base import Rule, RuleContext
+from bnblint.rules.base import Case, Rule, RuleContext
 from bnblint.rules.options import VALID_OPTIONS
 
 if TYPE_CHECKING:
@@ -31,6 +31,10 @@ BNB_OPTIONS = tuple(o for o in VALID_OPTIONS if o not in LEGACY)
 CONFIG = "quantization_config"
 
 Place = tuple[str, "cst.CSTNode"]  # ("call", the call) or ("dict", the dict literal)
+
+
+# The cases' first line: most import both names the fix may need.
+_IMPORTS = "from transformers import AutoModelForCausalLM, BitsAndBytesConfig\n"
 
 
 class LegacyLoadKwargs(Rule):
@@ -118,6 +122,89 @@ exactly as they would have reported the old keywords' implicit config.
 - `evidence/cpu_facts.json` (transformers 5.24.0, CPU): `pipeline(model_kwargs={"load_in_4bit":
   True})` fails with `ValueError: Could not load model ...` wrapping the same TypeError.
 """
+
+    fixable = "sometimes"
+    valid = (
+        Case(
+            "from transformers import pipeline\n"
+            'p = pipeline("text-generation", model="m", load_in_4bit=True)\n'
+            'q = pipeline("text-generation", model="m", **{"load_in_4bit": True})\n',
+            note="pipeline()'s own keyword: loads unquantized, no TypeError (measured), BNB010's",
+        ),
+        Case(
+            "from mylib import Loader\n"
+            "from unsloth import FastLanguageModel\n"
+            'a = Loader.from_pretrained("m", load_in_4bit=True)\n'
+            'b = FastLanguageModel.from_pretrained("m", load_in_4bit=True)\n'
+            'c = AutoModelForCausalLM.from_pretrained("m", load_in_4bit=True)  # not imported\n',
+            note="not transformers' from_pretrained",
+        ),
+    )
+    invalid = (
+        Case(
+            _IMPORTS + 'm = AutoModelForCausalLM.from_pretrained("m", load_in_8bit=True,'
+            " quantization_config=BitsAndBytesConfig(llm_int8_threshold=5.0))\n",
+            at="load_in_8bit=True",
+            message="with a `quantization_config`",
+            fixed=_IMPORTS + 'm = AutoModelForCausalLM.from_pretrained("m",'
+            " quantization_config=BitsAndBytesConfig(llm_int8_threshold=5.0, load_in_8bit=True))\n",
+            unsafe=True,
+            note="8-bit into a config with neither flag: that config was 4-bit",
+        ),
+        Case(
+            "from diffusers import BitsAndBytesConfig\n"
+            "from transformers import AutoModelForCausalLM\n"
+            'm = AutoModelForCausalLM.from_pretrained("m", load_in_4bit=True)\n',
+            at="load_in_4bit",
+            note="the name is bound to another config: no fix",
+        ),
+        Case(
+            "import transformers\n"
+            'm = transformers.AutoModelForCausalLM.from_pretrained("m", load_in_4bit=True)\n',
+            at="load_in_4bit",
+            fixed="import transformers\n"
+            'm = transformers.AutoModelForCausalLM.from_pretrained("m",'
+            " quantization_config=transformers.BitsAndBytesConfig(load_in_4bit=True))\n",
+            note="a module import spells the config through it",
+        ),
+        Case(
+            _IMPORTS + "kw = {}\n"
+            "kw.update(load_in_4bit=True)\n"
+            'm = AutoModelForCausalLM.from_pretrained("m", **kw)\n',
+            at="load_in_4bit",
+            fixed=_IMPORTS + "kw = {}\n"
+            "kw.update(quantization_config=BitsAndBytesConfig(load_in_4bit=True))\n"
+            'm = AutoModelForCausalLM.from_pretrained("m", **kw)\n',
+            note="an update() call is rewritten in place",
+        ),
+        Case(
+            _IMPORTS + "QUANTIZE = True\n"
+            'm = AutoModelForCausalLM.from_pretrained("m", load_in_4bit=QUANTIZE)\n',
+            at="load_in_4bit",
+            fixed=_IMPORTS + "QUANTIZE = True\n"
+            'm = AutoModelForCausalLM.from_pretrained("m",'
+            " quantization_config=BitsAndBytesConfig(load_in_4bit=QUANTIZE))\n",
+            note="a variable known to be True is kept",
+        ),
+        Case(
+            "from peft import AutoPeftModelForCausalLM\n"
+            'a = AutoPeftModelForCausalLM.from_pretrained("m", load_in_4bit=True)\n',
+            at="load_in_4bit",
+            fixed="from peft import AutoPeftModelForCausalLM\n"
+            "from transformers import BitsAndBytesConfig\n"
+            'a = AutoPeftModelForCausalLM.from_pretrained("m",'
+            " quantization_config=BitsAndBytesConfig(load_in_4bit=True))\n",
+            note="peft's auto classes forward the load keywords",
+        ),
+        Case(
+            "import sys\n" + _IMPORTS + "cfg = BitsAndBytesConfig(load_in_4bit=True)"
+            ' if "-q" in sys.argv else None\n'
+            'm = AutoModelForCausalLM.from_pretrained("m", load_in_4bit=True,'
+            " quantization_config=cfg)\n",
+            at="load_in_4bit=True,",
+            note="a conditional config and a legacy flag: no fix",
+        ),
+    )
 
     def check(self, model: ModuleModel, context: RuleContext) -> Iterator[Diagnostic]:
         groups: dict[tuple[int, ...], tuple[dict[str, Entry], list[LoadSite]]] = {}

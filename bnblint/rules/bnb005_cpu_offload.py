@@ -15,10 +15,37 @@ from bnblint.diagnostics import (
     Operation,
     ReplaceNode,
 )
-from bnblint.rules.base import Rule, RuleContext
+from bnblint.rules.base import Case, Rule, RuleContext
 
 FLAG = "llm_int8_enable_fp32_cpu_offload"
 OFFLOAD = ("cpu", "disk")
+
+
+# The cases' loads: a config and a device_map written in the load; `args` stands for values
+# that are not known statically.
+_HEAD = (
+    "import argparse\n"
+    "from transformers import AutoModelForCausalLM, BitsAndBytesConfig\n"
+    "args = argparse.ArgumentParser().parse_args()\n"
+)
+_8BIT = "BitsAndBytesConfig(load_in_8bit=True)"
+_8BIT_FIXED = "BitsAndBytesConfig(load_in_8bit=True, llm_int8_enable_fp32_cpu_offload=True)"
+_CPU = '{"model": 0, "lm_head": "cpu"}'
+
+
+# Two loads of one config and one device_map.
+_SHARED = (
+    'dm = {"model": 0, "lm_head": "cpu"}\n'
+    'a = AutoModelForCausalLM.from_pretrained("a", quantization_config=cfg, device_map=dm)\n'
+    'b = AutoModelForCausalLM.from_pretrained("b", quantization_config=cfg, device_map=dm)\n'
+)
+
+
+def _load(device_map: str, config: str = _8BIT) -> str:
+    return (
+        f'{_HEAD}m = AutoModelForCausalLM.from_pretrained("m", quantization_config={config},'
+        f" device_map={device_map})\n"
+    )
 
 
 class OffloadWithoutFp32Flag(Rule):
@@ -94,6 +121,122 @@ changing. No fix for legacy `load_in_8bit=True` keywords (see BNB004).
   the offloaded layer was a plain `Linear` in bfloat16, the others `Linear4bit`/`Linear8bitLt`.
   On CPU, `"cpu"` + `"disk"` and `{"": "disk"}` maps loaded with the flag with no quantized layer.
 """
+
+    fixable = "sometimes"
+    valid = (
+        Case(_load('{"model": "cpu", "lm_head": "cpu"}')),
+        Case(_load('{"": "cpu"}')),
+        Case(_load('{"model": 0, "lm_head": 1}')),
+        Case(_load('{"model": args.gpu, "lm_head": "cpu"}'), note='args.gpu may be "cpu"'),
+        Case(_load('{"model": 0, "lm_head": args.place}')),
+        Case(_load('{"model": 0, "lm_head": "cpu" if args.offload else 0}')),
+        Case(_load('{"model": 0, "lm_head": "cpu", **args.extra}')),
+        Case(_load('"auto"')),
+        Case(_load('"cpu"')),
+        Case(_load("args.device_map")),
+        Case(_load(_CPU, _8BIT_FIXED)),
+        Case(
+            _load(
+                _CPU,
+                "BitsAndBytesConfig(load_in_8bit=True, llm_int8_enable_fp32_cpu_offload=args.o)",
+            )
+        ),
+        Case(_load(_CPU, "BitsAndBytesConfig(load_in_8bit=True, **args.options)")),
+        Case(_load(_CPU, "BitsAndBytesConfig(load_in_8bit=args.eight)")),
+        Case(_load(_CPU, "None")),
+        Case(
+            _HEAD + 'm = AutoModelForCausalLM.from_pretrained("m", load_in_8bit=True,'
+            ' device_map={"a": 0, "b": "cpu"})\n',
+            note="legacy keywords are left to BNB004",
+        ),
+    )
+    invalid = (
+        Case(
+            _load(_CPU),
+            at="device_map=",
+            message='`device_map` sends modules to "cpu" and others to 0',
+            unsafe=True,
+            fixed=_load(_CPU, _8BIT_FIXED),
+        ),
+        Case(
+            _load('{"model": "cuda:1", "lm_head": "cpu"}'),
+            at="device_map=",
+            unsafe=True,
+            fixed=_load('{"model": "cuda:1", "lm_head": "cpu"}', _8BIT_FIXED),
+        ),
+        Case(
+            _load('{"model": "mps", "lm_head": "cpu"}'),
+            at="device_map=",
+            unsafe=True,
+            fixed=_load('{"model": "mps", "lm_head": "cpu"}', _8BIT_FIXED),
+            note="any other value: transformers' test",
+        ),
+        Case(
+            _load('{"model": 0, "lm_head": "disk"}'),
+            at="device_map=",
+            unsafe=True,
+            fixed=_load('{"model": 0, "lm_head": "disk"}', _8BIT_FIXED),
+        ),
+        Case(
+            _load('{"model": "cpu", "lm_head": "disk"}'),
+            at="device_map=",
+            note="no GPU entry: the flag is no fix",
+        ),
+        Case(
+            _load('{"": "disk"}'),
+            at="device_map=",
+        ),
+        Case(
+            _load('{"model": args.gpu, "lm_head": "disk"}'),
+            at="device_map=",
+            note='"disk" alone decides',
+        ),
+        Case(
+            _load('dict(model=0, lm_head="cpu")'),
+            at="device_map=",
+            unsafe=True,
+            fixed=_load('dict(model=0, lm_head="cpu")', _8BIT_FIXED),
+        ),
+        Case(
+            _load(_CPU, "BitsAndBytesConfig(load_in_4bit=True)"),
+            at="device_map=",
+            unsafe=True,
+            fixed=_load(
+                _CPU, "BitsAndBytesConfig(load_in_4bit=True, llm_int8_enable_fp32_cpu_offload=True)"
+            ),
+        ),
+        Case(
+            _load(_CPU, "BitsAndBytesConfig()"),
+            at="device_map=",
+            unsafe=True,
+            fixed=_load(_CPU, "BitsAndBytesConfig(llm_int8_enable_fp32_cpu_offload=True)"),
+            note="quantizes to 4-bit",
+        ),
+        Case(
+            _load(_CPU, '{"load_in_4bit": True}'),
+            at="device_map=",
+            unsafe=True,
+            fixed=_load(_CPU, '{"load_in_4bit": True, "llm_int8_enable_fp32_cpu_offload": True}'),
+        ),
+        Case(
+            _load(
+                _CPU,
+                "BitsAndBytesConfig(load_in_8bit=True, llm_int8_enable_fp32_cpu_offload=False)",
+            ),
+            at="device_map=",
+            unsafe=True,
+            fixed=_load(_CPU, _8BIT_FIXED),
+            note="an explicit False becomes True",
+        ),
+        Case(
+            _HEAD + "cfg = BitsAndBytesConfig(load_in_8bit=True)\n" + _SHARED,
+            at=(6, 72),
+            more=((7, 72),),
+            unsafe=True,
+            fixed=_HEAD + f"cfg = {_8BIT_FIXED}\n" + _SHARED,
+            note="a shared config gets the flag once",
+        ),
+    )
 
     def check(self, model: ModuleModel, context: RuleContext) -> Iterator[Diagnostic]:
         for site in model.quantized_loads():

@@ -16,7 +16,7 @@ from bnblint.diagnostics import (
     RemoveStatement,
     ReplaceNode,
 )
-from bnblint.rules.base import Rule, RuleContext
+from bnblint.rules.base import Case, Rule, RuleContext
 
 if TYPE_CHECKING:
     import libcst as cst
@@ -26,6 +26,26 @@ REFUSED = {"half": "float16", "float": "float32"}
 # ``.to()`` keywords that only tune the copy: with nothing else left, ``.to()`` does nothing.
 CAST_FLAGS = ("non_blocking", "copy")
 TO_ERROR = "You cannot cast a bitsandbytes model in a new `dtype`"
+
+
+# The cases' programs: a quantized load, then a use of the model; `args` stands for values that
+# are not known statically.
+_HEAD = (
+    "import argparse\n"
+    "import torch\n"
+    "from transformers import AutoModelForCausalLM, BitsAndBytesConfig\n"
+    "args = argparse.ArgumentParser().parse_args()\n"
+)
+
+
+def _program(use: str, mode: str = "load_in_8bit=True", extra: str = "") -> str:
+    """The load with ``mode`` in its config and ``extra`` keywords, then ``use`` (none if
+    empty: what a fix that removes the cast leaves)."""
+    return (
+        f"{_HEAD}model = AutoModelForCausalLM.from_pretrained("
+        f'"m", quantization_config=BitsAndBytesConfig({mode}), device_map="auto"{extra})\n'
+        + (f"{use}\n" if use else "")
+    )
 
 
 class CastQuantizedModel(Rule):
@@ -106,6 +126,177 @@ keyword needs transformers 4.56 or newer (older releases spell it `torch_dtype=`
 - The same casts on an H100 (transformers 5.17, `evidence/repro_bnb006_gpu.txt`) gave the same
   errors; `.bfloat16()`, `.double()`, `.to("cuda")` and 4-bit `.cuda()` worked.
 """
+
+    fixable = "sometimes"
+    valid = (
+        Case(_program("model.bfloat16()"), note="not overridden by transformers: works"),
+        Case(_program("model.double()")),
+        Case(_program('model.to("cuda")')),
+        Case(_program('model.to("cpu")')),
+        Case(_program("model.to(0)")),
+        Case(_program('model.to(torch.device("cuda"))')),
+        Case(_program('model.to("float16")'), note="a device string to torch, not a dtype"),
+        Case(_program("model.to(args.dtype)")),
+        Case(_program("model.to(**args.kw)")),
+        Case(_program("model.type(torch.float16)")),
+        Case(_program("model.cuda()", mode="load_in_4bit=True"), note="4-bit: a device move works"),
+        Case(
+            _program('model.to("cuda")', mode="load_in_4bit=True"),
+            note="4-bit: a device move works",
+        ),
+        Case(_program("model.half()", mode="load_in_8bit=args.q"), note="quantization not certain"),
+        Case(_program("model.half()", mode="**args.bnb"), note="quantization not certain"),
+        Case(
+            _program("model.half()", mode="load_in_8bit=True) if args.q else (None"),
+            note="quantization not certain",
+        ),
+        Case(
+            "from peft import AutoPeftModelForCausalLM\n"
+            "from transformers import BitsAndBytesConfig\n"
+            "m = AutoPeftModelForCausalLM.from_pretrained("
+            '"a", quantization_config=BitsAndBytesConfig(load_in_8bit=True), device_map="auto")\n'
+            "m.half()\n",
+            note="peft and custom classes are not transformers models",
+        ),
+    )
+    invalid = (
+        Case(
+            _program("model.half()"),
+            at=(6, 1),
+            message="`.half()` on an 8-bit bitsandbytes model raises ValueError",
+            unsafe=True,
+            fixed=_program("", extra=", dtype=torch.float16"),
+        ),
+        Case(
+            _program("model.float()"),
+            at=(6, 1),
+            unsafe=True,
+            fixed=_program("", extra=", dtype=torch.float32"),
+        ),
+        Case(
+            _program("model.to(torch.float16)"),
+            at=(6, 1),
+            unsafe=True,
+            fixed=_program("", extra=", dtype=torch.float16"),
+        ),
+        Case(
+            _program("model.to(torch.half)"),
+            at=(6, 1),
+            unsafe=True,
+            fixed=_program("", extra=", dtype=torch.float16"),
+        ),
+        Case(
+            _program("model.to(torch.bfloat16)"),
+            at=(6, 1),
+            unsafe=True,
+            fixed=_program("", extra=", dtype=torch.bfloat16"),
+            note="even the dtype it already has",
+        ),
+        Case(
+            _program("model.to(dtype=torch.float16)"),
+            at=(6, 1),
+            unsafe=True,
+            fixed=_program("", extra=", dtype=torch.float16"),
+        ),
+        Case(
+            _program('model.to("cuda", torch.float16)'),
+            at=(6, 1),
+            unsafe=True,
+            fixed=_program('model.to("cuda")', extra=", dtype=torch.float16"),
+        ),
+        Case(
+            _program('model.to("cuda", dtype=torch.float16)'),
+            at=(6, 1),
+            unsafe=True,
+            fixed=_program('model.to("cuda")', extra=", dtype=torch.float16"),
+        ),
+        Case(
+            _program("model.to(dtype=args.dtype)"), at=(6, 1), note="any dtype= keyword is refused"
+        ),
+        Case(_program("model.cuda()"), at=(6, 1), note="8-bit"),
+        Case(_program("model.eval().half()"), at=(6, 1)),
+        Case(_program('model.to("cuda").to(torch.float16)'), at=(6, 1)),
+        Case(
+            _program("model.half(*args.a)"),
+            at=(6, 1),
+            note="refused before the arguments are looked at",
+        ),
+        Case(
+            _program("model.half()", mode="load_in_4bit=True"),
+            at=(6, 1),
+            unsafe=True,
+            fixed=_program("", mode="load_in_4bit=True", extra=", dtype=torch.float16"),
+            note="4-bit",
+        ),
+        Case(
+            _program("model = model.float()"),
+            at=(6, 9),
+            unsafe=True,
+            fixed=_program("", extra=", dtype=torch.float32"),
+        ),
+        Case(
+            _program("model.to(torch.float16, non_blocking=True)"),
+            at=(6, 1),
+            unsafe=True,
+            fixed=_program("", extra=", dtype=torch.float16"),
+        ),
+        Case(
+            _program('model = model.to("cuda", torch.float16)'),
+            at=(6, 9),
+            unsafe=True,
+            fixed=_program('model = model.to("cuda")', extra=", dtype=torch.float16"),
+        ),
+        Case(
+            _program('model.to(device="cuda", dtype=torch.float16)'),
+            at=(6, 1),
+            unsafe=True,
+            fixed=_program('model.to(device="cuda")', extra=", dtype=torch.float16"),
+        ),
+        Case(
+            _program("model.half()", extra=", dtype=torch.float16"),
+            at=(6, 1),
+            unsafe=True,
+            fixed=_program("", extra=", dtype=torch.float16"),
+        ),
+        Case(
+            _program("model.half()", extra=', torch_dtype="float16"'),
+            at=(6, 1),
+            unsafe=True,
+            fixed=_program("", extra=', torch_dtype="float16"'),
+        ),
+        Case(
+            _program("model.half()", extra=", dtype=torch.bfloat16"),
+            at=(6, 1),
+            note="the load has another dtype",
+        ),
+        Case(_program("model.half()", extra=", dtype=args.dtype"), at=(6, 1)),
+        Case(_program("model.half()", extra=", **args.kw"), at=(6, 1)),
+        Case(_program("evaluate(model.half())"), at=(6, 10), note="inside an expression"),
+        Case(_program("half_model = model.half()"), at=(6, 14), note="bound to another name"),
+        Case(_program("if args.fp16:\n    model.half()"), at=(7, 5), note="on one branch only"),
+        Case(_program("def f():\n    model.half()"), at=(7, 5)),
+        Case(
+            _program("model.half()\nmodel.to(torch.float32)"),
+            at=(6, 1),
+            more=((7, 1),),
+            note="two dtypes for one load",
+        ),
+        Case(
+            "import torch as th\n"
+            "from transformers import AutoModelForCausalLM, BitsAndBytesConfig\n"
+            "model = AutoModelForCausalLM.from_pretrained("
+            '"m", quantization_config=BitsAndBytesConfig(load_in_8bit=True), device_map="auto")\n'
+            "model.half()\n",
+            at=(4, 1),
+            unsafe=True,
+            fixed="import torch as th\n"
+            "from transformers import AutoModelForCausalLM, BitsAndBytesConfig\n"
+            "model = AutoModelForCausalLM.from_pretrained("
+            '"m", quantization_config=BitsAndBytesConfig(load_in_8bit=True), device_map="auto",'
+            " dtype=th.float16)\n",
+            note="the torch alias is used, no import added",
+        ),
+    )
 
     def check(self, model: ModuleModel, context: RuleContext) -> Iterator[Diagnostic]:
         found: list[tuple[ModelUse, str, str | None]] = []

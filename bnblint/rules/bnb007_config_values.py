@@ -9,7 +9,7 @@ from bnblint.diagnostics import (
     Diagnostic,
     Level,
 )
-from bnblint.rules.base import Rule, RuleContext
+from bnblint.rules.base import Case, Rule, RuleContext
 from bnblint.rules.options import (
     BOTH_FLAGS,
     VALID_OPTIONS,
@@ -23,6 +23,14 @@ from bnblint.rules.options import (
 
 if TYPE_CHECKING:
     pass
+
+
+# The cases' configs: most are a `BitsAndBytesConfig` call of their own.
+_HEAD = "import torch\nfrom transformers import AutoModelForCausalLM, BitsAndBytesConfig\n"
+
+
+def _config(options: str) -> str:
+    return f"{_HEAD}c = BitsAndBytesConfig({options})\n"
 
 
 class InvalidConfigValue(Rule):
@@ -104,6 +112,171 @@ CPU, torch 2.13.0, bitsandbytes 0.50.2, transformers 5.24.0 and 4.57.1 alike
 - `bnb_4bit_quant_storage="bf16"`: `ValueError` ("`bnb_4bit_quant_storage` must be a valid
   string (one of 'float16', 'float32', 'int8', 'uint8', 'float64', 'bfloat16')").
 """
+
+    fixable = "sometimes"
+    valid = (
+        _config('load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype="bfloat16"'),
+        _config(
+            "load_in_4bit=True, bnb_4bit_compute_dtype=torch.float16, llm_int8_skip_modules=None"
+        ),
+        _config('load_in_4bit=True, bnb_4bit_compute_dtype="half", bnb_4bit_quant_storage="uint8"'),
+        _config("load_in_8bit=True, llm_int8_threshold=6.0, llm_int8_has_fp16_weight=False"),
+        Case(_config('load_in_8bit=True, bnb_4bit_quant_type="NF4"'), note="never read in 8-bit"),
+        Case(_config("load_in_4bit=flag, load_in_8bit=True"), note="unknown"),
+        Case(_config('load_in_4bit=flag, bnb_4bit_quant_type="NF4"'), note="mode unknown"),
+        _config("load_in_4bit=True, bnb_4bit_compute_dtype=args.dtype, llm_int8_threshold=args.t"),
+        Case(
+            _HEAD + 'q = {"load_in_4bit": True, "bnb_4bit_compute_dtype": "bf16"}\n'
+            'q["bnb_4bit_compute_dtype"] = "bfloat16"\n'
+            "m = AutoModelForCausalLM.from_pretrained('x', quantization_config=q)\n",
+            note="a dict config is read at the load: a later assignment counts",
+        ),
+    )
+    invalid = (
+        Case(
+            _config("load_in_4bit=True, load_in_8bit=True"),
+            at="load_in_8bit=True",
+            message="ValueError: load_in_4bit and load_in_8bit",
+            note="which one was meant?",
+        ),
+        Case(
+            _config('load_in_4bit="True"'),
+            at='load_in_4bit="True"',
+            message="TypeError: load_in_4bit must be a boolean",
+            fixed=_config("load_in_4bit=True"),
+        ),
+        Case(
+            _config("load_in_8bit=True, llm_int8_threshold=6"),
+            at="llm_int8_threshold=6",
+            message="TypeError: llm_int8_threshold must be",
+            fixed=_config("load_in_8bit=True, llm_int8_threshold=6.0"),
+        ),
+        Case(
+            _config('load_in_4bit=True, llm_int8_skip_modules="lm_head"'),
+            at='llm_int8_skip_modules="lm_head"',
+            message="must be a list of strings",
+            fixed=_config('load_in_4bit=True, llm_int8_skip_modules=["lm_head"]'),
+        ),
+        Case(
+            _config('load_in_4bit=True, bnb_4bit_compute_dtype="bf16"'),
+            at='bnb_4bit_compute_dtype="bf16"',
+            message="no attribute 'bf16'",
+            fixed=_config("load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16"),
+        ),
+        Case(
+            _config('load_in_4bit=True, bnb_4bit_compute_dtype="auto"'),
+            at='bnb_4bit_compute_dtype="auto"',
+            message="no attribute 'auto'",
+            note="reaches no load: no dtype to take",
+        ),
+        Case(
+            _config('load_in_4bit=True, bnb_4bit_quant_type="NF4"'),
+            at='bnb_4bit_quant_type="NF4"',
+            message="got 'NF4'",
+            fixed=_config('load_in_4bit=True, bnb_4bit_quant_type="nf4"'),
+        ),
+        Case(
+            _config("load_in_4bit=True, bnb_4bit_quant_type=None"),
+            at="bnb_4bit_quant_type=None",
+            message="must be a string",
+            fixed=_config('load_in_4bit=True, bnb_4bit_quant_type="fp4"'),
+        ),
+        Case(
+            _config('load_in_4bit=True, bnb_4bit_quant_storage="bf16"'),
+            at='bnb_4bit_quant_storage="bf16"',
+            message="raises `ValueError`",
+            fixed=_config('load_in_4bit=True, bnb_4bit_quant_storage="bfloat16"'),
+        ),
+        Case(
+            _config("load_in_4bit=True, bnb_4bit_quant_type='FP4'"),
+            at="bnb_4bit_quant_type='FP4'",
+            fixed=_config("load_in_4bit=True, bnb_4bit_quant_type='fp4'"),
+        ),
+        Case(
+            _config('load_in_4bit=True, bnb_4bit_compute_dtype="torch.float16"'),
+            at='bnb_4bit_compute_dtype="torch.float16"',
+            fixed=_config("load_in_4bit=True, bnb_4bit_compute_dtype=torch.float16"),
+        ),
+        Case(
+            _config('load_in_4bit=True, bnb_4bit_compute_dtype="FP32"'),
+            at='bnb_4bit_compute_dtype="FP32"',
+            fixed=_config("load_in_4bit=True, bnb_4bit_compute_dtype=torch.float32"),
+        ),
+        Case(
+            _config("load_in_4bit=True, llm_int8_threshold=6"),
+            at="llm_int8_threshold=6",
+            fixed=_config("load_in_4bit=True, llm_int8_threshold=6.0"),
+        ),
+        Case(
+            _config('load_in_4bit=True, llm_int8_threshold="5.5"'),
+            at='llm_int8_threshold="5.5"',
+            fixed=_config("load_in_4bit=True, llm_int8_threshold=5.5"),
+        ),
+        Case(
+            _config("load_in_4bit=True, llm_int8_threshold=None"),
+            at="llm_int8_threshold=None",
+            fixed=_config("load_in_4bit=True, llm_int8_threshold=6.0"),
+        ),
+        Case(
+            _config("load_in_4bit=True, llm_int8_skip_modules=('a', 'b')"),
+            at="llm_int8_skip_modules=('a', 'b')",
+            fixed=_config("load_in_4bit=True, llm_int8_skip_modules=['a', 'b']"),
+        ),
+        Case(
+            _config('load_in_4bit=True, bnb_4bit_use_double_quant="False"'),
+            at='bnb_4bit_use_double_quant="False"',
+            fixed=_config("load_in_4bit=True, bnb_4bit_use_double_quant=False"),
+        ),
+        Case(
+            _config("load_in_4bit=True, bnb_4bit_use_double_quant=1"),
+            at="bnb_4bit_use_double_quant=1",
+            fixed=_config("load_in_4bit=True, bnb_4bit_use_double_quant=True"),
+        ),
+        Case(
+            _config("load_in_4bit=True, llm_int8_enable_fp32_cpu_offload=None"),
+            at="llm_int8_enable_fp32_cpu_offload=None",
+            fixed=_config("load_in_4bit=True, llm_int8_enable_fp32_cpu_offload=False"),
+        ),
+        Case(_config('load_in_4bit="yes"'), at='load_in_4bit="yes"'),
+        Case(
+            _config('load_in_4bit=True, bnb_4bit_quant_type="nf8"'), at='bnb_4bit_quant_type="nf8"'
+        ),
+        Case(
+            _config('load_in_4bit=True, bnb_4bit_compute_dtype="bfloat"'),
+            at='bnb_4bit_compute_dtype="bfloat"',
+        ),
+        Case(
+            _config('load_in_4bit=True, llm_int8_skip_modules="lm_head,embed"'),
+            at='llm_int8_skip_modules="lm_head,embed"',
+        ),
+        Case(
+            _HEAD + 'c = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype="auto")\n'
+            "m = AutoModelForCausalLM.from_pretrained('x', quantization_config=c,"
+            " dtype=torch.bfloat16)\n",
+            at='bnb_4bit_compute_dtype="auto"',
+            unsafe=True,
+            fixed=_HEAD
+            + "c = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16)\n"
+            "m = AutoModelForCausalLM.from_pretrained('x', quantization_config=c,"
+            " dtype=torch.bfloat16)\n",
+            note='"auto" takes the load\'s dtype: it guesses the intent',
+        ),
+        Case(
+            _HEAD + 'q = {"load_in_4bit": True, "bnb_4bit_compute_dtype": "bf16"}\n'
+            "m = AutoModelForCausalLM.from_pretrained('x', quantization_config=q)\n",
+            at='"bnb_4bit_compute_dtype": "bf16"',
+            message="the load raises",
+            fixed=_HEAD + 'q = {"load_in_4bit": True, "bnb_4bit_compute_dtype": "bfloat16"}\n'
+            "m = AutoModelForCausalLM.from_pretrained('x', quantization_config=q)\n",
+            note="a dict config is read at the load",
+        ),
+        Case(
+            _HEAD + 'extra = {"bnb_4bit_quant_type": "NF4"}\n'
+            "c = BitsAndBytesConfig(load_in_4bit=True, **extra)\n",
+            at=(3, 10),
+            note="from a splatted dict: reported where it is written, no fix",
+        ),
+    )
 
     def check(self, model: ModuleModel, context: RuleContext) -> Iterator[Diagnostic]:
         seen: set[int] = set()

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from bnblint.analysis.model import ModuleModel, config_mode
 from bnblint.analysis.values import BnbConfig, Entry
 from bnblint.diagnostics import Applicability, Diagnostic, Fix, Level, ReplaceNode
-from bnblint.rules.base import Rule, RuleContext
+from bnblint.rules.base import Case, Rule, RuleContext
 from bnblint.rules.options import (
     RENAME_MIN_GAP,
     RENAME_MIN_RATIO,
@@ -20,6 +20,13 @@ from bnblint.rules.options import (
     stands,
     suggestions,
 )
+
+# The cases' configs: most are a `BitsAndBytesConfig` call of their own.
+_HEAD = "import torch\nfrom transformers import AutoModelForCausalLM, BitsAndBytesConfig\n"
+
+
+def _config(options: str) -> str:
+    return f"{_HEAD}c = BitsAndBytesConfig({options})\n"
 
 
 class UnknownConfigOption(Rule):
@@ -89,6 +96,68 @@ CPU, torch 2.13.0, bitsandbytes 0.50.2, transformers 5.24.0 and 4.57.1 alike
   `quant_method`, `_load_in_4bit` and `_load_in_8bit`, which are "Unused kwargs" when passed back
   and change nothing.
 """
+
+    fixable = "sometimes"
+    valid = (
+        Case(
+            _HEAD
+            + 'q = {"load_in_4bit": True, "quant_method": "bitsandbytes", "_load_in_4bit": True,\n'
+            '     "_load_in_8bit": False, "bnb_4bit_quant_storage": "uint8"}\n'
+            "m = AutoModelForCausalLM.from_pretrained('x', quantization_config=q)\n",
+            note="the keys of a saved config, and valid options",
+        ),
+        Case(
+            _HEAD + "q = {'load_in_4bit': True, 'compute_type': 1}\n",
+            note="a dict is only a config when it reaches a load as quantization_config",
+        ),
+    )
+    invalid = (
+        Case(
+            _config("load_in_4bit=True, bnb_4bit_compute_type = torch.float16"),
+            at="bnb_4bit_compute_type",
+            message="did you mean `bnb_4bit_compute_dtype`?",
+            unsafe=True,
+            fixed=_config("load_in_4bit=True, bnb_4bit_compute_dtype = torch.float16"),
+            note="renamed keeping the value as written",
+        ),
+        Case(
+            _HEAD + "q = {'load_in_4bit': True, 'bnb_4bit_compute_dtypes': 'bfloat16'}\n"
+            "m = AutoModelForCausalLM.from_pretrained('x', quantization_config=q)\n",
+            at="'bnb_4bit_compute_dtypes'",
+            unsafe=True,
+            fixed=_HEAD + "q = {'load_in_4bit': True, 'bnb_4bit_compute_dtype': 'bfloat16'}\n"
+            "m = AutoModelForCausalLM.from_pretrained('x', quantization_config=q)\n",
+            note="a dict key is renamed in its quotes",
+        ),
+        Case(
+            _config("load_in_4bit=True, load_in_8bit_skip_modules=['lm_head']"),
+            at="load_in_8bit_skip_modules",
+            note="not close enough",
+        ),
+        Case(
+            _config(
+                "load_in_4bit=True, bnb_4bit_compute_dtype=torch.float16, bnb_4bit_compute_type=x"
+            ),
+            at="bnb_4bit_compute_type",
+            note="the target is already set",
+        ),
+        Case(_config("load_in_bit=True"), at="load_in_bit", note="two candidates"),
+        Case(
+            _config("load_in_4bit=True, bnb_4bit_quant_dtype=torch.uint8"),
+            at="bnb_4bit_quant_dtype",
+            note="a dtype is no quant type",
+        ),
+        Case(
+            _config("load_in_8bit=True, bnb_8bit_compute_dtype=torch.float16"),
+            at="bnb_8bit_compute_dtype",
+            note="a 4-bit only target in an 8-bit config",
+        ),
+        Case(
+            _config("load_in_4bit=True, bnb_4bit_compute_type=torch.float16, **extra"),
+            at="bnb_4bit_compute_type",
+            note="the splat may hold the target",
+        ),
+    )
 
     def check(self, model: ModuleModel, context: RuleContext) -> Iterator[Diagnostic]:
         seen: set[int] = set()

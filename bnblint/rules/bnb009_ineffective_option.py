@@ -15,7 +15,7 @@ from bnblint.diagnostics import (
     RemoveDictEntry,
     RemoveKeyword,
 )
-from bnblint.rules.base import Rule, RuleContext
+from bnblint.rules.base import Case, Rule, RuleContext
 from bnblint.rules.options import (
     dead_options,
 )
@@ -51,6 +51,15 @@ def _pure(node: cst.CSTNode) -> bool:
     if isinstance(node, cst.IfExp):
         return _pure(node.test) and _pure(node.body) and _pure(node.orelse)
     return False
+
+
+# The cases' configs: a `BitsAndBytesConfig` call, and (where the rule needs one) its load.
+_HEAD = "import torch\nfrom transformers import AutoModelForCausalLM, BitsAndBytesConfig\n"
+_LOAD = "m = AutoModelForCausalLM.from_pretrained('x', quantization_config=c, device_map='auto')\n"
+
+
+def _config(options: str, load: str = "") -> str:
+    return f"{_HEAD}c = BitsAndBytesConfig({options})\n{load}"
 
 
 class IneffectiveConfigOption(Rule):
@@ -128,6 +137,100 @@ CPU, torch 2.13.0, bitsandbytes 0.50.2, transformers 5.24.0 and 4.57.1 alike
 - `bnb_4bit_quant_storage` is read for every bitsandbytes model when FSDP is set up (transformers
   4.57.1 `trainer.py`, 5.24.0 `distributed/fsdp.py`), so it is not dead in 8-bit.
 """
+
+    fixable = "sometimes"
+    valid = (
+        _config(
+            "load_in_4bit=True, llm_int8_skip_modules=['a'], llm_int8_enable_fp32_cpu_offload=True",
+            _LOAD,
+        ),
+        _config(
+            "load_in_8bit=True, llm_int8_skip_modules=['lm_head'], llm_int8_threshold=5.0", _LOAD
+        ),
+        Case(
+            _config("load_in_8bit=True, bnb_4bit_quant_storage=torch.bfloat16", _LOAD),
+            note="read by FSDP setup",
+        ),
+        Case(_config("load_in_4bit=flag, llm_int8_threshold=5.0", _LOAD), note="mode unknown"),
+        Case(
+            _config("True, bnb_4bit_compute_dtype=torch.float16", _LOAD),
+            note="positional load_in_8bit",
+        ),
+        Case(
+            _config("load_in_8bit=True, bnb_4bit_compute_dtype='bf16'", _LOAD),
+            note="invalid: BNB007's",
+        ),
+        Case(_HEAD + "c = BitsAndBytesConfig()\n", note="never loaded here"),
+        Case(
+            _HEAD + "c = BitsAndBytesConfig()\nc.load_in_8bit = True\n" + _LOAD,
+            note="the flag is set later",
+        ),
+        Case(
+            _HEAD + "def f(**kw):\n    c = BitsAndBytesConfig(**kw)\n    " + _LOAD,
+            note="the flag may come in the splat",
+        ),
+        Case(
+            _HEAD + "c = {'load_in_4bit': True, 'quant_method': 'bitsandbytes',"
+            " 'llm_int8_threshold': 6.0}\n" + _LOAD,
+            note="a saved config dict",
+        ),
+    )
+    invalid = (
+        Case(
+            _config("load_in_8bit=True, bnb_4bit_compute_dtype=torch.float16"),
+            at="bnb_4bit_compute_dtype=torch.float16",
+            message="`bnb_4bit_compute_dtype` does nothing",
+            fixed=_config("load_in_8bit=True"),
+        ),
+        Case(
+            _config("load_in_8bit=True, bnb_4bit_quant_type='nf4'"),
+            at="bnb_4bit_quant_type='nf4'",
+            message="`bnb_4bit_quant_type` does nothing",
+            fixed=_config("load_in_8bit=True"),
+        ),
+        Case(
+            _config("load_in_8bit=True, bnb_4bit_use_double_quant=True"),
+            at="bnb_4bit_use_double_quant=True",
+            message="`bnb_4bit_use_double_quant` does nothing",
+            fixed=_config("load_in_8bit=True"),
+        ),
+        Case(
+            _config("load_in_4bit=True, llm_int8_threshold=6.0"),
+            at="llm_int8_threshold=6.0",
+            message="`llm_int8_threshold` does nothing",
+            fixed=_config("load_in_4bit=True"),
+        ),
+        Case(
+            _config("load_in_4bit=True, llm_int8_has_fp16_weight=False"),
+            at="llm_int8_has_fp16_weight=False",
+            message="`llm_int8_has_fp16_weight` does nothing",
+            fixed=_config("load_in_4bit=True"),
+        ),
+        Case(
+            _config("bnb_4bit_compute_dtype=torch.float16", _LOAD),
+            at=(3, 5),
+            message="quantizes to 4-bit anyway",
+            fixed=_config("bnb_4bit_compute_dtype=torch.float16, load_in_4bit=True", _LOAD),
+            note="a config without either flag gets load_in_4bit=True",
+        ),
+        Case(_config("load_in_4bit=False", _LOAD), at=(3, 5), message="4-bit"),
+        Case(
+            _config("load_in_8bit=False, bnb_4bit_compute_dtype=torch.float16", _LOAD),
+            at=(3, 5),
+            message="4-bit",
+        ),
+        Case(
+            _config("llm_int8_threshold=5.0", _LOAD),
+            at=(3, 5),
+            message="4-bit",
+            note="8-bit options without a flag: 8-bit may have been meant",
+        ),
+        Case(
+            _config("load_in_8bit=True, bnb_4bit_compute_dtype=pick()"),
+            at="bnb_4bit_compute_dtype",
+            note="removing a call would drop the call",
+        ),
+    )
 
     def check(self, model: ModuleModel, context: RuleContext) -> Iterator[Diagnostic]:
         import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST

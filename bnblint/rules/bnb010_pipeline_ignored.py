@@ -14,7 +14,7 @@ from bnblint.diagnostics import (
     Operation,
     RemoveKeyword,
 )
-from bnblint.rules.base import Rule, RuleContext
+from bnblint.rules.base import Case, Rule, RuleContext
 
 
 class PipelineIgnoredQuantization(Rule):
@@ -69,6 +69,67 @@ transformers 5.24.0, bitsandbytes 0.50.2, torch 2.13.0 on CPU (`evidence/repro_b
 `model_kwargs` gave `Linear4bit` layers. The transformers 5.24.0 source of `pipeline()` passes
 its remaining keywords to the pipeline class, not to `from_pretrained`.
 """
+
+    fixable = "sometimes"
+    valid = (
+        """
+        from transformers import BitsAndBytesConfig, pipeline
+        p = pipeline("text-generation", model="m", model_kwargs={"load_in_4bit": True})
+        """,
+        Case(
+            """
+            from transformers import pipeline
+            p = pipeline("text-generation", model="m", load_in_4bit=False)
+            """,
+            note="a flag that is literally False quantizes nothing either way",
+        ),
+    )
+    invalid = (
+        Case(
+            """
+            from transformers import pipeline
+            p = pipeline("text-generation", model="m", load_in_4bit=True)
+            """,
+            at="load_in_4bit",
+            message="`load_in_4bit` given to `pipeline()` itself never reaches the model",
+            unsafe=True,
+            fixed="""
+            from transformers import pipeline
+            p = pipeline("text-generation", model="m", model_kwargs={"load_in_4bit": True})
+            """,
+        ),
+        Case(
+            """
+            from transformers import pipeline
+            kw = {"device_map": "auto"}
+            p = pipeline("text-generation", model="m", model_kwargs=kw, load_in_8bit=True)
+            """,
+            at="load_in_8bit",
+            note="model_kwargs is a variable: no fix",
+        ),
+        Case(
+            """
+            from transformers import pipeline
+            p = pipeline("m", model_kwargs={"device_map": "auto"}, load_in_8bit=True)
+            """,
+            at="load_in_8bit",
+            unsafe=True,
+            fixed="""
+            from transformers import pipeline
+            p = pipeline("m", model_kwargs={"device_map": "auto", "load_in_8bit": True})
+            """,
+            note="a literal model_kwargs is extended",
+        ),
+        Case(
+            """
+            from transformers import pipeline
+            kw = {"load_in_8bit": True}
+            p = pipeline("text-generation", model="m", **kw)
+            """,
+            at='"load_in_8bit"',
+            note="from a **kwargs dict: reported where it is written, no fix",
+        ),
+    )
 
     def check(self, model: ModuleModel, context: RuleContext) -> Iterator[Diagnostic]:
         for site in model.loads:
