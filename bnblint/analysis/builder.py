@@ -784,7 +784,7 @@ class ModelBuilder:
         self, receiver: LoadResult, call: cst.Call, env: Env, statement: cst.CSTNode | None
     ) -> ModelUse:
         site = receiver.site
-        assert isinstance(site, LoadSite) and isinstance(call.func, cst.Attribute)
+        assert isinstance(call.func, cst.Attribute)
         args = tuple(self.eval(a.value, env) for a in call.args if a.keyword is None and not a.star)
         whole = isinstance(statement, cst.Expr) and statement.value is call
         assigned = None
@@ -928,7 +928,7 @@ class ModelBuilder:
         values: list[Value] = []
         mutated = False
         for c in cls.mro():
-            if isinstance(c.owner, ModelBuilder) and id(c) in c.owner.deferred:
+            if c.owner is not None and id(c) in c.owner.deferred:
                 c.owner.complete_class(c)
             values.extend(c.instance_attrs.get(attr, ()))
             mutated = mutated or attr in c.mutated
@@ -958,7 +958,7 @@ class ModelBuilder:
     def call_function(self, fn: Function, node: cst.Call, env: Env) -> Value:
         """A call of a function of the project: its returns, and, when some argument is known,
         a walk of its body with them (so loads inside see what this call passes)."""
-        owner = fn.owner if isinstance(fn.owner, ModelBuilder) else self
+        owner = fn.owner if fn.owner is not None else self
         args: list[Value] = []
         kwargs: dict[str, Entry] = {}
         exact = True

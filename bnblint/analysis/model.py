@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    # Only for annotations: the builder imports this module at run time.
     import libcst as cst
+
+    from bnblint.analysis.builder import Hop, ModelBuilder
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -110,9 +113,9 @@ class LoadSite:
     # The nested blocks (ids of the function/class body and of each if/for/while/try/with/match
     # suite) the call is in; a statement with the same ``block`` runs exactly when it does.
     block: tuple[int, ...] = ()
-    # The calls with known arguments through which this load was reached (outermost first,
-    # analysis.builder.Hop); empty for the load as its own function sees it.
-    via: tuple[object, ...] = ()
+    # The calls with known arguments through which this load was reached (outermost first);
+    # empty for the load as its own function sees it.
+    via: tuple[Hop, ...] = ()
     # The keywords per path when a ``**splat`` differs between branches (the builder makes one
     # site of each); empty when ``kwargs`` is the only one.
     alternatives: list[Mapping] = field(default_factory=list)
@@ -184,7 +187,7 @@ class ModuleModel:
     # imported as (``{"tf": "transformers", "BnbConfig": "transformers.BitsAndBytesConfig"}``),
     # or None for other bindings.
     module_names: dict[str, str | None] = field(default_factory=dict)
-    builder: object = None  # the analysis.builder.ModelBuilder that built it
+    builder: ModelBuilder | None = None  # the builder that built it
 
     # A notebook is one process: only ``notebook_launcher`` starts more.
     notebook: bool = False
@@ -199,11 +202,9 @@ class ModuleModel:
         if own is not None:
             return own
         builder = self.builder
-        project = getattr(builder, "project", None)
-        path = getattr(builder, "path", None)
-        if project is None or path is None:
+        if builder is None or builder.project is None or builder.path is None:
             return None
-        entry = project.distributed_entry(path)
+        entry = builder.project.distributed_entry(builder.path)
         if entry is None:
             return None
         return f"imported by `{entry[0]}`, which {entry[1].removeprefix('it ')}"
@@ -212,7 +213,7 @@ class ModuleModel:
         """The name bound to ``torch`` in the module where ``config`` is written (another
         project module's, when the config came from there), for fixes that write a dtype."""
         owner = config.owner
-        env = getattr(owner, "module_env", None)
+        env = owner.module_env if owner is not None else None
         if owner is None or owner is self.builder or env is None:
             return self.torch_alias
         alias = None

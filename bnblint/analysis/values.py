@@ -9,7 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    # Only for annotations: the builder and the model import this module at run time.
     import libcst as cst
+
+    from bnblint.analysis.builder import ModelBuilder
+    from bnblint.analysis.model import LoadSite
 
 from dataclasses import dataclass, field
 from typing import Union
@@ -118,7 +122,7 @@ class BnbConfig:
     options: Mapping
     node: cst.CSTNode
     is_dict: bool = False
-    owner: object = None  # the analysis.builder.ModelBuilder of the module it is written in
+    owner: ModelBuilder | None = None  # the builder of the module it is written in
 
     @property
     def complete(self) -> bool:
@@ -153,7 +157,7 @@ class Choice:
 class LoadResult:
     """The object returned by a model load (the model)."""
 
-    site: object  # analysis.model.LoadSite; typed loosely to avoid an import cycle
+    site: LoadSite
     node: cst.CSTNode | None = None
 
 
@@ -168,7 +172,7 @@ class Function:
 
     node: cst.FunctionDef
     returns: list[Value] = field(default_factory=list)
-    owner: object = None  # analysis.builder.ModelBuilder
+    owner: ModelBuilder | None = None
     cls: ClassValue | None = None
 
 
@@ -188,7 +192,7 @@ class ClassValue:
     attrs: dict[str, Value] = field(default_factory=dict)
     instance_attrs: dict[str, list[Value]] = field(default_factory=dict)
     mutated: set[str] = field(default_factory=set)
-    owner: object = None  # analysis.builder.ModelBuilder
+    owner: ModelBuilder | None = None
     module: str | None = None  # dotted module name, when known
 
     def mro(self) -> list[ClassValue]:

@@ -17,7 +17,7 @@ from bnblint.documents import (
     nearest_ending,
 )
 from bnblint.lines import line_ending, split_lines, strip_ending
-from bnblint.pipeline import parse_ast
+from bnblint.parse import parse_ast
 
 PYTHON_TAGS = frozenset({"python", "py", "python3", "py3"})
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*\{?\.?(?P<info>[\w+-]*)")

@@ -18,7 +18,7 @@ from typing import Any
 
 from bnblint.documents import Chunk, Document, DocumentError, line_diff, make_nonce
 from bnblint.lines import split_lines, strip_ending
-from bnblint.pipeline import parse_ast
+from bnblint.parse import parse_ast
 
 # IPython syntax that is not Python: shell escapes, line magics, help.
 _SHELL_OR_MAGIC = re.compile(r"^(\s*)(?:[!%?]|[\w.\[\]'\", ]+=\s*[!%])")
