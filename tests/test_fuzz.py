@@ -218,6 +218,9 @@ def load_block(draw: st.DrawFn, names: Names) -> list[str]:
     else:
         lines = []
     spaced = draw(st.booleans())
+    # test_offload_fix_of_branch_configs_is_reported: no cpu-mixing map with two configs
+    mixed_ok = names.known_bugs or not any("if USE_4BIT" in line for line in pre)
+    device_maps = [d for d in DEVICE_MAPS if mixed_ok or "cpu" not in d or d == '"cpu"']
     args = [draw(st.sampled_from(['"meta-llama/Llama-3.1-8B"', "name"]))]
     legacy = not cfg_expr or draw(st.integers(0, 5)) == 0
     if cfg_expr:
@@ -225,7 +228,7 @@ def load_block(draw: st.DrawFn, names: Names) -> list[str]:
     if legacy:
         args.append(kw(draw(st.sampled_from(["load_in_4bit", "load_in_8bit"])), "True", spaced))
     if draw(st.booleans()):
-        args.append(kw("device_map", text_of(draw, DEVICE_MAPS), spaced))
+        args.append(kw("device_map", text_of(draw, device_maps), spaced))
     if draw(st.booleans()):
         key = draw(st.sampled_from(["dtype", "torch_dtype"]))
         args.append(kw(key, text_of(draw, names.dtypes()), spaced))
@@ -246,7 +249,7 @@ def load_block(draw: st.DrawFn, names: Names) -> list[str]:
                 'kwargs.pop("device_map", None)',
                 'del kwargs["device_map"]',
                 f"kwargs[\"quantization_config\"] = {cfg_expr or 'None'}",
-                'kwargs["device_map"] = {"": "cpu", "lm_head": 0}',
+                'kwargs["device_map"] = {"": "cpu", "lm_head": 0}' if mixed_ok else "pass",
             ])))
         args.append("**kwargs")
     func = draw(st.sampled_from([f"{names.model}.from_pretrained", "PIPE"]))
@@ -772,3 +775,18 @@ def test_project_fix_reaches_fixpoint(tmp_path: Path) -> None:
     # exit 1, and the second adds bnb_4bit_compute_dtype
     assert first.returncode == 0
     assert (tmp_path / "pkg/quant.py").read_bytes() == once
+
+
+@pytest.mark.xfail(strict=True, reason="BNB005 reports one edit, --fix edits both branch configs")
+def test_offload_fix_of_branch_configs_is_reported(tmp_path: Path) -> None:
+    data = (b"import torch\nfrom transformers import AutoModel, BitsAndBytesConfig\nif USE_4BIT:\n"
+            b"  cfg = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.float16)\n"
+            b"else:\n"
+            b"  cfg = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.float32)\n"
+            b'm = AutoModel.from_pretrained("m", quantization_config=cfg, '
+            b'device_map={"": "cpu", "lm_head": 0})\n')
+    report, _ = run_one(tmp_path, data, "--output-format", "json", "--exit-zero")
+    findings = json.loads(report.stdout)
+    _, fixed = run_one(tmp_path, data, "--fix", "--unsafe-fixes")
+    assert fixed.count(b"llm_int8_enable_fp32_cpu_offload=True") == 2
+    assert not check_file("a.py", data, fixed, findings)  # now: line 6 is edited unannounced
