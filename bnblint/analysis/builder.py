@@ -959,24 +959,14 @@ class ModelBuilder:
         """A call of a function of the project: its returns, and, when some argument is known,
         a walk of its body with them (so loads inside see what this call passes)."""
         owner = fn.owner if fn.owner is not None else self
-        args: list[Value] = []
-        kwargs: dict[str, Entry] = {}
-        exact = True
-        for arg in node.args:
-            if arg.keyword is not None:
-                kwargs[arg.keyword.value] = Entry(self.eval(arg.value, env), arg, node)
-            elif arg.star == "**":
-                inner = self.as_mapping(self.eval(arg.value, env))
-                if inner is None:
-                    exact = False
-                else:
-                    kwargs.update(inner.entries)
-                    exact = exact and inner.complete
-            elif arg.star == "*":
-                exact = False
-                break
-            else:
-                args.append(self.eval(arg.value, env))
+        # Up to a ``*args`` splat (after it, positions are unknown): the keywords as any call
+        # receives them, and the positional values.
+        star = next((i for i, a in enumerate(node.args) if a.star == "*"), len(node.args))
+        before = node.args[:star]
+        args = [self.eval(a.value, env) for a in before if a.keyword is None and a.star == ""]
+        passed = self.mapping_from_args(before, node, env)
+        kwargs = dict(passed.entries)
+        exact = passed.complete and star == len(node.args)
         bound_self = None
         if isinstance(node.func, cst.Attribute) and fn.cls is not None:
             receiver = self.eval(node.func.value, env)
