@@ -14,6 +14,7 @@ from bnblint.analysis.values import TORCH_DTYPES
 from bnblint.discovery import glob_excludes
 from bnblint.rules import Rule, RuleContext, is_code_prefix, select_rules
 from bnblint.source import SourceError, read_bytes
+from bnblint.versions import Target, VersionError, explicit_target, pinned_target
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,6 +30,7 @@ KEYS = (
     "extend-exclude",
     "compute-dtype",
     "include-docs",
+    "target-transformers",
 )
 
 
@@ -45,6 +47,8 @@ class Settings:
     extend_exclude: tuple[str, ...] = ()
     compute_dtype: str = "float16"
     include_docs: bool = False  # also lint Python blocks in Markdown / reST found in directories
+    # ``target-transformers`` as written (validated); None: the project's pin decides.
+    target_transformers: str | None = None
     root: Path = field(default_factory=Path.cwd)
     source: Path | None = None  # the pyproject.toml read, if any
 
@@ -61,6 +65,17 @@ class Settings:
     @property
     def context(self) -> RuleContext:
         return RuleContext(compute_dtype=self.compute_dtype)
+
+    def target_for(self, path: str | None) -> Target:
+        """The transformers ``path`` runs on: the setting, else the nearest pin, else the
+        newest (``bnblint.versions``)."""
+        if self.target_transformers is not None:
+            where = f"target-transformers = {self.target_transformers!r}"
+            if self.source is not None:
+                where += f" in {_shown(self.source)}"
+            return explicit_target(self.target_transformers, where)
+        directory = Path(path).absolute().parent if path else Path.cwd()
+        return pinned_target(directory)
 
     def override(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -207,6 +222,10 @@ def parse_table(table: Any, path: Path) -> Settings:
         if not isinstance(table["include-docs"], bool):
             raise ConfigError(f"{where}.include-docs must be true or false")
         changes["include_docs"] = table["include-docs"]
+    if "target-transformers" in table:
+        changes["target_transformers"] = parse_target(
+            table["target-transformers"], f"{where}.target-transformers"
+        )
     if "compute-dtype" in table:
         changes["compute_dtype"] = parse_compute_dtype(
             table["compute-dtype"], f"{where}.compute-dtype"
@@ -219,6 +238,25 @@ def parse_compute_dtype(value: Any, where: str) -> str:
     if name is None or TORCH_DTYPES.get(name) not in COMPUTE_DTYPES:
         raise ConfigError(f"{where}: expected one of {', '.join(COMPUTE_DTYPES)}, got {value!r}")
     return TORCH_DTYPES[name]
+
+
+def parse_target(value: Any, where: str) -> str:
+    """A target version (``"4.57"``) or specifier (``">=4.46,<5"``), checked now so that a typo
+    is a configuration error, not a silent default."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} must be a version string such as \"4.57\", got {value!r}")
+    try:
+        explicit_target(value, where)
+    except VersionError as exc:
+        raise ConfigError(str(exc)) from None
+    return value
+
+
+def _shown(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
 
 
 def _strings(value: Any, where: str) -> list[str]:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import codecs
 import errno
 import hashlib
-import io
 import math
 import os
 import re
 import stat
 import tempfile
 import tokenize
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,17 +47,28 @@ def decode(data: bytes) -> tuple[str, str]:
     """Text and encoding of Python source bytes. Newlines are kept exactly as written."""
     try:
         _check_cookie(data)
-        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        encoding, _ = tokenize.detect_encoding(_readline(data))
         return data.decode(encoding), encoding
     except (SyntaxError, LookupError, UnicodeDecodeError) as exc:
         raise SourceError(f"cannot decode: {exc}") from exc
+
+
+_BYTE_LINE = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+
+
+def _readline(data: bytes) -> Callable[[], bytes]:
+    """A ``readline`` over ``data`` that ends lines where Python's tokenizer does (``\r``
+    alone too): ``BytesIO.readline`` would hand a CR-only file over as one line, whose cookie
+    ``tokenize.detect_encoding`` then misses."""
+    lines = (m.group() for m in _BYTE_LINE.finditer(data))
+    return lambda: next(lines, b"")
 
 
 def _check_cookie(data: bytes) -> None:
     """Refuse what Python refuses to read: a header that is not UTF-8 and has no cookie (a
     UTF-16 file with a BOM), a codec unknown or unable to read its own declaration."""
     try:
-        encoding, lines = tokenize.detect_encoding(io.BytesIO(data).readline)
+        encoding, lines = tokenize.detect_encoding(_readline(data))
     except (SyntaxError, LookupError) as exc:
         raise SourceError(f"cannot decode: {exc}") from exc
     if not _cookie_readable(lines, encoding):

@@ -683,11 +683,11 @@ def run_one(
     return run, path.read_bytes()
 
 
-@pytest.mark.xfail(strict=True, reason="CR-only file: its coding cookie is not found")
 def test_cr_file_with_coding_cookie_is_read(tmp_path: Path) -> None:
     data = b'# -*- coding: latin-1 -*-\rx = "\xe9"\r' + LOAD.replace(b"\n", b"\r")
     run, _ = run_one(tmp_path, data, "--exit-zero")
-    assert run.stderr == ""  # now: "a.py: cannot decode: invalid or missing encoding declaration"
+    assert run.stderr == ""  # was: "a.py: cannot decode: invalid or missing encoding declaration"
+    assert "BNB004" in run.stdout
 
 
 @pytest.mark.xfail(strict=True, reason="CR newlines: every fix is refused as not reproducible")
