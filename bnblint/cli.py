@@ -22,6 +22,7 @@ from bnblint.settings import (
     load_settings,
     parse_cli_codes,
     parse_compute_dtype,
+    parse_target,
     settings_for_path,
 )
 from bnblint.source import SourceError, SourceFile, decode, linted_tree, write_source
@@ -75,6 +76,13 @@ def _settings(config: str | None, paths: tuple[str, ...], stdin_filename: str | 
 @click.option("--stdin-filename", help="The name of the file read from stdin (`-`).")
 @click.option("--config", type=click.Path(), help="A pyproject.toml to read [tool.bnblint] from.")
 @click.option("--compute-dtype", help="Compute dtype BNB002 writes when the load has none.")
+@click.option(
+    "--target-transformers",
+    help="The transformers the code runs on (4.57, or a specifier); default: the project's pin.",
+)
+@click.option(
+    "--show-settings", is_flag=True, help="Print the settings each PATH is checked with; exit."
+)
 @click.option("--jobs", "-j", type=click.IntRange(min=1), help="Worker processes.")
 @click.option("--color/--no-color", default=None, help="Colour (default: on a terminal).")
 @click.option("--no-notebooks", is_flag=True, help="Do not look for .ipynb files in directories.")
@@ -96,6 +104,8 @@ def check(
     stdin_filename: str | None,
     config: str | None,
     compute_dtype: str | None,
+    target_transformers: str | None,
+    show_settings: bool,
     jobs: int | None,
     color: bool | None,
     no_notebooks: bool,
@@ -110,6 +120,9 @@ def check(
             compute_dtype=parse_compute_dtype(compute_dtype, "--compute-dtype")
             if compute_dtype is not None
             else None,
+            target_transformers=parse_target(target_transformers, "--target-transformers")
+            if target_transformers is not None
+            else None,
         )
         more = parse_cli_codes(extend_select, "--extend-select")
         less = parse_cli_codes(extend_ignore, "--extend-ignore")
@@ -120,6 +133,10 @@ def check(
         settings = settings.override(select=settings.select + more)
     if less:
         settings = settings.override(ignore=settings.ignore + less)
+    if show_settings:
+        named = paths if paths and paths != ("-",) else (stdin_filename or ".",)
+        _show_settings(settings, named)
+        return
     if color is None:
         color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
     want_edits = wants_edits(output_format) or diff
@@ -136,6 +153,7 @@ def check(
         is ParameterSource.DEFAULT
     )
     render = _renderer(output_format, statistics, annotate)
+    changed = False
     report = Report(
         fix=fix and not diff, unsafe_fixes=unsafe_fixes, show_fixes=show_fixes, color=color
     )
@@ -158,15 +176,33 @@ def check(
         )
         if diff:
             changed = _print_diffs(report)
-            sys.exit(1 if changed and not exit_zero else 0)
-        render(report, sys.stdout)
+        else:
+            render(report, sys.stdout)
     for result in report.errors:
         click.echo(f"{result.filename}: {result.error}", err=True)
+    problems = False
     for result in report.results:  # fixes not applied: "Fix introduced a syntax error", ...
         for problem in result.fix_problems:
+            problems = True
             click.echo(f"{result.filename}: error: {problem}", err=True)
-    failed = bool(report.findings) or bool(report.errors)
+    if diff and not stdin:
+        # As ruff: a diff to show is exit 1; so is a fix that could not be made or a file
+        # that could not be read (README, exit codes).
+        failed = changed or problems or bool(report.errors)
+    else:
+        failed = bool(report.findings) or bool(report.errors)
     sys.exit(1 if failed and not exit_zero else 0)
+
+
+def _show_settings(settings: Settings, paths: tuple[str, ...]) -> None:
+    """``--show-settings``: what each path is checked with, and where each part came from."""
+    for path in paths:
+        source = str(settings.source) if settings.source is not None else "defaults (none found)"
+        click.echo(f"{path}:")
+        click.echo(f"  configuration: {source}")
+        click.echo(f"  rules: {', '.join(r.code for r in settings.rules_for(path)) or 'none'}")
+        click.echo(f"  compute-dtype: {settings.compute_dtype}")
+        click.echo(f"  target: {settings.target_for(path).describe()}")
 
 
 def _check_paths(

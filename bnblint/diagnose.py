@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import ast
 
-    import libcst as cst
-
     from bnblint.diagnostics import Diagnostic
     from bnblint.project import Project
     from bnblint.rules import Rule
@@ -17,21 +15,20 @@ if TYPE_CHECKING:
 
 
 def diagnose(
-    module: cst.Module,
+    tree: ast.Module,
     text: str,
     rules: Sequence[type[Rule]],
     settings: Settings,
-    tree: ast.Module | None,
     project: Project | None = None,
     filename: str | None = None,
     notebook: bool = False,
 ) -> list[tuple[type[Rule], Diagnostic]]:
-    """The rules' diagnostics on ``module``, one per (code, node)."""
-    from bnblint.analysis.builder import build_model  # LibCST: only files past the gates
+    """The rules' diagnostics on ``tree`` (the stdlib AST of ``text``), one per (code, node)."""
+    from bnblint.analysis.builder import build_model  # only files past the gates
 
-    model = build_model(module, text, tree, project, filename)
+    model = build_model(tree, text, project, filename)
     model.notebook = notebook
-    context = settings.context
+    context = settings.context_for(filename)
     found: list[tuple[type[Rule], Diagnostic]] = []
     for rule in rules:
         for diagnostic in rule().check(model, context):

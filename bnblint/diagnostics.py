@@ -1,4 +1,9 @@
-"""What rules produce: diagnostics with optional fixes, and their resolved, positioned form."""
+"""What rules produce: diagnostics with optional fixes, and their resolved, positioned form.
+
+Every node here is a stdlib AST node of the one parse of the document's text the analysis
+model was built from (or a ``DictItem`` of one of its dicts); the fix layer finds their LibCST
+counterparts only when a fix is rendered or applied (``bnblint.fix.nodes``).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,10 @@ from enum import Enum
 from typing import TYPE_CHECKING, Union
 
 if TYPE_CHECKING:
-    import libcst as cst
+    import ast
 
     from bnblint.analysis.model import LoadSite
+    from bnblint.analysis.syntax import DictItem, Node
 
 
 class Applicability(str, Enum):
@@ -29,7 +35,7 @@ class Level(str, Enum):
 class AddKeyword:
     """Append ``name=value`` to a call's arguments (a load call, or a config constructor)."""
 
-    call: cst.Call
+    call: ast.Call
     name: str
     value: str  # Python source of the value
 
@@ -38,7 +44,7 @@ class AddKeyword:
 class AddDictEntry:
     """Append ``"key": value`` to a dict literal."""
 
-    dict: cst.Dict
+    dict: ast.Dict
     key: str
     value: str
 
@@ -62,7 +68,7 @@ class AddImportFrom:
 class RemoveKeyword:
     """Remove the keyword argument ``name`` from a call."""
 
-    call: cst.Call
+    call: ast.Call
     name: str
 
 
@@ -70,23 +76,25 @@ class RemoveKeyword:
 class RemoveDictEntry:
     """Remove the entry with the string key ``key`` from a dict literal."""
 
-    dict: cst.Dict
+    dict: ast.Dict
     key: str
 
 
 @dataclass(frozen=True)
 class ReplaceNode:
-    """Replace an expression, argument, dict element or small statement by new source."""
+    """Replace an expression, a keyword argument (``name=value`` or ``**value``), a dict entry
+    or a simple statement by new source."""
 
-    node: cst.CSTNode
+    node: ast.expr | ast.keyword | DictItem | ast.stmt
     code: str
 
 
 @dataclass(frozen=True)
 class RemoveStatement:
-    """Remove a small statement (its whole line when it stands alone)."""
+    """Remove a simple statement (``ast.Assign``, ``ast.Expr``, ...; its whole line when it
+    stands alone)."""
 
-    statement: cst.CSTNode
+    statement: ast.stmt
 
 
 Operation = Union[
@@ -110,11 +118,12 @@ class Fix:
 
 @dataclass
 class Diagnostic:
-    """A finding as a rule reports it: on a CST node, before positions are resolved."""
+    """A finding as a rule reports it: on a node of the model (an ``ast.Call``, ``ast.Dict``,
+    ``ast.keyword``, ``DictItem``, expression or statement), before positions are resolved."""
 
     code: str
     message: str
-    node: cst.CSTNode
+    node: Node
     site: LoadSite | None = None
     fix: Fix | None = None
     # Other load sites of the same call the finding speaks for (reached through other callers).

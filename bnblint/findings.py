@@ -1,70 +1,84 @@
 """Diagnostics to findings: positions in the file, noqa suppression, provenance in the message
 and the text edits of fixes. Where a diagnostic becomes what the output formats show.
 
-A diagnostic on a node of another project module (a config the load imported) becomes a
-finding of that module's file. LibCST is imported only when there is something to resolve.
+Positions come from the stdlib AST nodes and the text (``Positions``), so reporting never
+needs LibCST; it is imported, and the text parsed with it, only when edits are asked for. A
+diagnostic on a node of another project module (a config the load imported) becomes a finding
+of that module's file.
 """
 
 from __future__ import annotations
 
+import ast
 from typing import TYPE_CHECKING
 
+from bnblint.analysis.syntax import DictItem, Node, Positions
 from bnblint.diagnostics import Applicability, Diagnostic, Finding, Location
 from bnblint.noqa import noqa_lines, suppressed
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable
 
-    import libcst as cst
-    from libcst.metadata import CodeRange
-
+    from bnblint.diagnostics import Operation, TextEdit
     from bnblint.project import Project
     from bnblint.rules import Rule
 
-    Positions = Mapping[cst.CSTNode, CodeRange]
+
+class _Own:
+    """Which nodes belong to the document's own tree (the others are of other project
+    modules); without a project every node is its own."""
+
+    def __init__(self, tree: ast.Module, project: Project | None) -> None:
+        self.tree, self.project = tree, project
+        self._ids: set[int] | None = None
+
+    def __call__(self, node: Node) -> bool:
+        if self.project is None:
+            return True
+        if self._ids is None:
+            self._ids = {id(n) for n in ast.walk(self.tree)}
+        return id(node.dict if isinstance(node, DictItem) else node) in self._ids
 
 
 def resolve(
-    module: cst.Module,
+    tree: ast.Module,
     text: str,
     filename: str,
     found: list[tuple[type[Rule], Diagnostic]],
     want_edits: bool,
     project: Project | None = None,
     foreign: list[Finding] | None = None,
+    foreign_edits: bool | None = None,
 ) -> tuple[list[Finding], list[Diagnostic]]:
-    """Positions, noqa and text edits; returns findings and the diagnostics not suppressed.
-    Diagnostics on nodes of other project modules go to ``foreign``, positioned in their file."""
+    """Positions, noqa and (with ``want_edits``) text edits; returns findings and the
+    diagnostics not suppressed. Diagnostics on nodes of other project modules go to
+    ``foreign``, positioned in their file, with edits when ``foreign_edits`` (default:
+    ``want_edits``)."""
     if not found:
         return [], []
-    import libcst as cst
-    from libcst.metadata import MetadataWrapper, PositionProvider
-
-    from bnblint.fix.apply import LineIndex, edits_for
-
-    # unsafe_skip_copy: node identity must survive (diagnostics hold nodes), and copying the
-    # tree would cost more than the analysis.
-    positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+    positions = Positions(text)
+    own = _Own(tree, project)
     noqa = noqa_lines(text)
-    index = LineIndex(text) if want_edits else None
+    edits = _edits_of(text) if want_edits else None
     findings: list[Finding] = []
     kept: list[Diagnostic] = []
     for rule, d in found:
-        span = positions.get(d.node)
-        if span is None:
+        if not own(d.node):
             if project is not None and foreign is not None:
-                finding = _foreign_finding(rule, d, filename, positions, project)
+                with_edits = want_edits if foreign_edits is None else foreign_edits
+                finding = _foreign_finding(rule, d, filename, positions, own, project, with_edits)
                 if finding is not None:
                     foreign.append(finding)
             continue
-        start = Location(span.start.line, span.start.column + 1)
+        row, column, end_row, end_column = positions.span(d.node)
+        start = Location(row, column)
         if suppressed(d.code, start.row, noqa):
             continue
         site = None
-        if d.site is not None and d.site.call in positions:
-            s = positions[d.site.call].start
-            site = Location(s.line, s.column + 1)
-        message = d.message + _provenance(d, filename, positions, project)
+        if d.site is not None and own(d.site.call):
+            s_row, s_column, _, _ = positions.span(d.site.call)
+            site = Location(s_row, s_column)
+        message = d.message + _provenance(d, filename, positions, own, project)
         applicability = d.fix.applicability if d.fix is not None else None
         if d.site is not None and d.site.via and applicability is Applicability.SAFE:
             # Found through a caller's arguments: the edit is right for that call, but the
@@ -75,7 +89,7 @@ def resolve(
             message=message,
             filename=filename,
             location=start,
-            end_location=Location(span.end.line, span.end.column + 1),
+            end_location=Location(end_row, end_column),
             level=rule.level,
             url=rule.url(),
             noqa_row=start.row,
@@ -84,29 +98,41 @@ def resolve(
         if d.fix is not None:
             finding.fix_message = d.fix.message
             finding.applicability = applicability
-            if index is not None:
-                assert isinstance(module, cst.Module)
-                finding.edits = edits_for(module, d.fix.operations, index)
+            if edits is not None:
+                finding.edits = edits(d.fix.operations)
         findings.append(finding)
         kept.append(d)
     findings.sort(key=Finding.sort_key)
     return findings, kept
 
 
+def _edits_of(text: str) -> Callable[[tuple[Operation, ...]], list[TextEdit]]:
+    """A fix's text edits on ``text``: the one place reporting reaches LibCST (parsed once per
+    text, when the first edit is asked for)."""
+    from bnblint.fix.apply import fix_edits
+    from bnblint.fix.nodes import document_for
+
+    def edits(operations: tuple[Operation, ...]) -> list[TextEdit]:
+        return fix_edits(document_for(text), operations)
+
+    return edits
+
+
 def _where(
-    node: cst.CSTNode,
+    node: Node,
     filename: str,
     positions: Positions,
+    own: _Own,
     project: Project | None,
     qualify: bool = False,
 ) -> str | None:
     """``line 8`` in this file, ``pkg/quant.py:8`` in another project file (and in this one,
     with ``qualify``: for a finding shown in another file)."""
-    span = positions.get(node)
-    if span is not None:
+    if own(node):
+        row = positions.span(node)[0]
         if qualify and project is not None:
-            return f"`{project.relative(filename)}:{span.start.line}`"
-        return f"line {span.start.line}"
+            return f"`{project.relative(filename)}:{row}`"
+        return f"line {row}"
     if project is None:
         return None
     found = project.position(node)
@@ -120,6 +146,7 @@ def _provenance(
     d: Diagnostic,
     filename: str,
     positions: Positions,
+    own: _Own,
     project: Project | None,
     qualify: bool = False,
 ) -> str:
@@ -132,8 +159,7 @@ def _provenance(
             continue
         hops = []
         for hop in s.via:
-            call = hop.call
-            where = _where(call, filename, positions, project, qualify)
+            where = _where(hop.call, filename, positions, own, project, qualify)
             name = hop.name
             hops.append(f"`{name}()` called at {where}" if where else f"`{name}()`")
         chain = ", then ".join(hops)
@@ -143,30 +169,37 @@ def _provenance(
         parts.append("through " + "; ".join(chains))
     if site is not None and d.node is site.call and site.quantization is not None:
         config = site.quantization.config
-        if config is not None and config.node not in positions and project is not None:
-            where = _where(config.node, filename, positions, project)
+        if config is not None and not own(config.node) and project is not None:
+            where = _where(config.node, filename, positions, own, project)
             if where is not None:
                 parts.append(f"config from {where}")
     return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _foreign_finding(
-    rule: type[Rule], d: Diagnostic, filename: str, positions: Positions, project: Project
+    rule: type[Rule],
+    d: Diagnostic,
+    filename: str,
+    positions: Positions,
+    own: _Own,
+    project: Project,
+    want_edits: bool,
 ) -> Finding | None:
     """A diagnostic on a node of another project module, as a finding of that file."""
     owner = project.owner_of(d.node)
     if owner is None:
         return None
     path, builder = owner
-    from bnblint.fix.apply import LineIndex, edits_for
-
-    row, col, end_row, end_col = project.positions_of(builder)[id(d.node)]
     text = builder.source
+    span = project.positions_of(builder).get(id(d.node))
+    if span is None:  # a node the summary's positions leave out (a dict entry)
+        span = Positions(text).span(d.node)
+    row, col, end_row, end_col = span
     if suppressed(d.code, row, noqa_lines(text)):
         return None
-    note = _provenance(d, filename, positions, project, qualify=True)
-    if d.site is not None and d.site.call in positions:
-        line = positions[d.site.call].start.line
+    note = _provenance(d, filename, positions, own, project, qualify=True)
+    if d.site is not None and own(d.site.call):
+        line = positions.span(d.site.call)[0]
         note += f" (reaches the load at `{project.relative(filename)}:{line}`)"
     finding = Finding(
         code=d.code,
@@ -183,5 +216,6 @@ def _foreign_finding(
         finding.applicability = d.fix.applicability
         if d.site is not None and d.site.via and d.fix.applicability is Applicability.SAFE:
             finding.applicability = Applicability.UNSAFE  # as for a finding of this file
-        finding.edits = edits_for(builder.module, d.fix.operations, LineIndex(text))
+        if want_edits:  # LibCST of that file's text, parsed only now
+            finding.edits = _edits_of(text)(d.fix.operations)
     return finding

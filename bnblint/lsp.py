@@ -2,14 +2,16 @@
 
 A thin front end over ``runner.lint_one_text``: it only translates positions and fixes into LSP
 terms. Linting runs on one worker thread, off the event loop: a typical module takes tens of
-milliseconds, but a 3,000-line one over a second (LibCST parsing), and the server must keep
-answering meanwhile. There is no debounce timer; instead, changes that arrive while a document is
-being linted are coalesced into one more lint of its newest text (a burst of keystrokes costs
-two lints, not one per keystroke), and a lint whose text changed meanwhile publishes nothing.
+milliseconds, a large one much more (the analysis; LibCST parsing, for quick fixes and fix-all
+only), and the server must keep answering meanwhile. There is no debounce timer; instead,
+changes that arrive while a document is being linted are coalesced into one more lint of its
+newest text (a burst of keystrokes costs two lints, not one per keystroke), and a lint whose
+text changed meanwhile publishes nothing.
 
 Each analysis of a document is cached by (version, settings) and kind (diagnostics, quick-fix
 edits, fix-all), so code actions on an unchanged document reuse it; a change or close drops it.
-An analysis that raises (RecursionError on deeply nested code, a bug in a rule) or text nested
+Publishing diagnostics never parses LibCST: only the code actions render fix edits. An
+analysis that raises (RecursionError on deeply nested code, a bug in a rule) or text nested
 too deeply to hand to LibCST's native parser (which can crash the process) costs that document
 its findings, reported as one diagnostic at line 1, never the server. The custom request
 ``bnblint/state`` reports the per-document state and the number of analyses run, for tests.
@@ -107,6 +109,9 @@ def _kind_requested(kind: str, only: list[str] | None) -> bool:
 def _release_memory() -> None:
     """Give freed memory back to the OS after a document is dropped: glibc keeps the lint
     thread's freed arena pages otherwise, and one large document held hundreds of MB."""
+    fixes = sys.modules.get("bnblint.fix.apply")  # loaded once a fix was rendered
+    if fixes is not None:
+        fixes.forget()  # the LibCST modules kept for fixes
     gc.collect()  # LibCST trees and metadata hold reference cycles
     if sys.platform.startswith("linux"):
         try:

@@ -1,5 +1,5 @@
-"""Parsing a document's program text: the stdlib AST for the cheap gates and the analysis,
-LibCST's module for the analysis model and the fixes.
+"""Parsing a document's program text: the stdlib AST for the gates and the analysis model,
+LibCST's module only where a fix is rendered or applied (``bnblint.fix.nodes``).
 
 Documents (notebooks, Markdown) import this to check their cells, so it depends on nothing
 else of bnblint; LibCST is imported only when a module is parsed with it (about 0.3 s).
@@ -22,8 +22,29 @@ def parse_ast(text: str) -> ast.Module:
     return tree
 
 
+def parse_failure(exc: Exception) -> str:
+    """The one line a user sees for text ``parse_ast`` rejects: ``cannot parse: line L:C:
+    message`` (C 1-based, in characters, as the findings' columns)."""
+    if isinstance(exc, SyntaxError):
+        message = (exc.msg or "invalid syntax").splitlines()[0]
+        if exc.lineno is not None:
+            return f"cannot parse: line {exc.lineno}:{exc.offset or 1}: {message}"
+        return f"cannot parse: {message}"
+    detail = str(exc).splitlines()[0] if str(exc) else ""
+    return f"cannot parse: {type(exc).__name__}: {detail}".rstrip(": ")
+
+
+def parse_module(text: str) -> tuple[ast.Module | None, str | None]:
+    """The stdlib AST of ``text``, or None and the error to report (``parse_failure``)."""
+    try:
+        return parse_ast(text), None
+    except (SyntaxError, ValueError, MemoryError) as exc:  # ValueError: a NUL byte (3.11)
+        return None, parse_failure(exc)
+
+
 def parse_cst(text: str) -> tuple[cst.Module | None, str | None]:
-    """LibCST's module of ``text``, or None and the error to report ("cannot parse: ...")."""
+    """LibCST's module of ``text``, or None and why not ("cannot parse: ..."). Only the fix
+    layer calls it: LibCST may reject (rarely) text that ``ast`` accepts."""
     import libcst as cst
 
     try:

@@ -1,14 +1,15 @@
-"""The one pipeline every front end calls: text -> gates -> CST -> analysis model -> rules ->
-findings (-> fixes).
+"""The one pipeline every front end calls: text -> gates -> stdlib AST -> analysis model ->
+rules -> findings (-> fixes, the only step that parses LibCST).
 
 The CLI, the flake8 plugin and the other front ends call ``lint_text``/``lint_source``; none of
 them re-implements a step. Each step lives in its own module; this one only orders them:
 
 - ``bnblint.analysis.gate``: the byte and stdlib-AST gates (no LibCST);
-- ``bnblint.parse``: the stdlib AST and LibCST's module of a text;
+- ``bnblint.parse``: the stdlib AST of a text (and LibCST's module, for the fix layer);
 - ``bnblint.diagnose``: the rules run on the analysis model;
-- ``bnblint.findings``: diagnostics to findings (positions, noqa, edits);
-- ``bnblint.fix.engine``: the fix loop.
+- ``bnblint.findings``: diagnostics to findings (positions, noqa; edits only when asked for);
+- ``bnblint.fix.engine``: the fix loop (``bnblint.fix.nodes`` maps the fixes' ast nodes to
+  LibCST's, parsed lazily per text).
 
 The names other modules import from here are re-exported.
 """
@@ -34,7 +35,7 @@ from bnblint.diagnose import diagnose
 from bnblint.diagnostics import Finding
 from bnblint.findings import resolve
 from bnblint.fix.engine import MAX_FIX_PASSES, apply_fix_passes, fix_allowed
-from bnblint.parse import parse_ast, parse_cst
+from bnblint.parse import parse_ast, parse_module
 from bnblint.source import SourceFile
 
 if TYPE_CHECKING:
@@ -107,16 +108,20 @@ def lint_text(
     candidate, tree = candidate_tree(text, imported_only)
     if not candidate:
         return result
-    module, error = parse_cst(text)
-    if module is None:
-        result.error = error
-        return result
-    found = diagnose(module, text, rules, settings, tree, project, filename, notebook)
-    findings, kept = resolve(module, text, filename, found, want_edits, project, result.foreign)
+    if tree is None:  # the gate let unparsable text through: its error is reported here
+        tree, error = parse_module(text)
+        if tree is None:
+            result.error = error
+            return result
+    found = diagnose(tree, text, rules, settings, project, filename, notebook)
+    # With --fix, the edits of findings in other project files are what fixes them there.
+    findings, kept = resolve(
+        tree, text, filename, found, want_edits, project, result.foreign, want_edits or fix
+    )
     original = text
     if fix:
         outcome = apply_fix_passes(
-            module,
+            tree,
             text,
             filename,
             kept,

@@ -14,18 +14,22 @@ flake8 run over many files does not rebuild the project.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
+from collections.abc import Iterator
+from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import libcst as cst
-
     from bnblint.analysis.builder import ModelBuilder
+    from bnblint.analysis.syntax import Node
     from bnblint.analysis.values import Value
+
+Span = tuple[int, int, int, int]  # (row, column, end row, end column), 1-based, in characters
 
 # Packages that are never project modules, even where the tree holds a copy (linting
 # transformers' own repository): their names keep their meaning as the libraries.
@@ -58,7 +62,7 @@ class _Module:
     path: Path
     digest: str
     builder: ModelBuilder | None = None  # None while it is being built (an import cycle)
-    positions: dict[int, tuple[int, int, int, int]] | None = None
+    spans: NodeSpans | None = None
 
 
 # Summaries by (path, content hash), shared by every Project of this process.
@@ -73,6 +77,7 @@ class Project:
     root: Path
     overlays: dict[str, str] = field(default_factory=dict)
     _paths: dict[tuple[str, str], Path | None] = field(default_factory=dict)
+    _import_roots: dict[Path, Path] = field(default_factory=dict)
     _lookups: dict[str, Value | None] = field(default_factory=dict)
     _modules: dict[str, _Module] = field(default_factory=dict)
     # Every module tree seen (a file's summary and its own analysis are different parses):
@@ -90,10 +95,16 @@ class Project:
     # -- module names -------------------------------------------------------------------
 
     def import_root(self, path: Path) -> Path:
-        """The directory a file is imported from: above its outermost package."""
-        directory = path.parent
+        """The directory a file is imported from: above its outermost package (cached per
+        directory: every import of every file asks)."""
+        start = path.parent
+        cached = self._import_roots.get(start)
+        if cached is not None:
+            return cached
+        directory = start
         while (directory / "__init__.py").exists() and directory != self.root.parent:
             directory = directory.parent
+        self._import_roots[start] = directory
         return directory
 
     def module_name(self, path: str | Path) -> str | None:
@@ -109,14 +120,19 @@ class Project:
 
     def module_path(self, name: str, importer: str | None) -> Path | None:
         """The project file of module ``name``, as seen from the file ``importer``."""
-        key = (name, importer or "")
+        base_root = self.import_root(Path(importer).resolve()) if importer else None
+        return self.module_path_at(name, base_root)
+
+    def module_path_at(self, name: str, base_root: Path | None) -> Path | None:
+        """``module_path`` for an importer whose import root is ``base_root``."""
+        key = (name, str(base_root) if base_root is not None else "")
         if key in self._paths:
             return self._paths[key]
         found = None
         if name.split(".")[0] not in EXTERNAL_ROOTS:
             roots: list[Path] = []
-            if importer:
-                roots.append(self.import_root(Path(importer).resolve()))
+            if base_root is not None:
+                roots.append(base_root)
             roots.extend([self.root, self.root / "src"])
             rel = Path(*name.split("."))
             for base in dict.fromkeys(roots):
@@ -241,13 +257,13 @@ class Project:
         key = str(path)
         try:
             st = path.stat()
+            stamp = (st.st_size, st.st_mtime_ns)
+            cached = self._imports.get(key)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
             data = _read(path) if st.st_size <= MAX_MODULE_BYTES else b""
         except OSError:
             return frozenset()
-        stamp = (st.st_size, st.st_mtime_ns)
-        cached = self._imports.get(key)
-        if cached is not None and cached[0] == stamp:
-            return cached[1]
         targets: set[str] = set()
         if b"import" in data:
             try:
@@ -256,7 +272,8 @@ class Project:
                 tree = None
             name = self.module_name(path) or ""
             is_package = path.name == "__init__.py"
-            for node in ast.walk(tree) if tree is not None else ():
+            base_root = self.import_root(path.resolve())
+            for node in _import_statements(tree) if tree is not None else ():
                 modules: list[str] = []
                 if isinstance(node, ast.Import):
                     modules = [a.name for a in node.names]
@@ -270,7 +287,7 @@ class Project:
                         base = ".".join([*parts[:keep], *([base] if base else [])])
                     modules = [base, *(f"{base}.{a.name}" for a in node.names)]
                 for module in modules:
-                    found = self.module_path(module, key) if module else None
+                    found = self.module_path_at(module, base_root) if module else None
                     if found is not None:
                         targets.add(str(found))
         result = frozenset(targets)
@@ -279,30 +296,35 @@ class Project:
 
     def importers_of(self, targets: set[str]) -> list[Path]:
         """Project files that import any of ``targets`` (resolved paths), directly or through
-        other project modules: their loads may reach what the targets define."""
-        names = {Path(t).stem.encode() for t in targets} | {
-            Path(t).parent.name.encode() for t in targets if t.endswith("__init__.py")
-        }
+        other project modules: their loads may reach what the targets define.
+
+        A worklist over the reverse import graph: each reached module is looked for, by its
+        name's bytes first, in the files not reached yet; a file is read once and parsed (for
+        its imports) only when it mentions a reached module's name."""
         reached = set(targets)
         out: list[Path] = []
-        changed = True
+        contents: dict[str, bytes] = {}
         candidates = [p for p in self.files() if str(p) not in reached]
-        while changed:
-            changed = False
+        todo = list(targets)
+        while todo:
+            target = Path(todo.pop())
+            name = (target.parent.name if target.name == "__init__.py" else target.stem).encode()
             for path in candidates:
-                if str(path) in reached:
+                key = str(path)
+                if key in reached:
                     continue
-                try:
-                    data = _read(path)
-                except OSError:
+                data = contents.get(key)
+                if data is None:
+                    try:
+                        data = contents[key] = _read(path)
+                    except OSError:
+                        data = contents[key] = b""
+                if name not in data or b"import" not in data:
                     continue
-                if not any(n in data for n in names):
-                    continue
-                if self.imports_of(path) & reached:
-                    reached.add(str(path))
-                    names |= {path.stem.encode()}
+                if str(target) in self.imports_of(path):
+                    reached.add(key)
                     out.append(path)
-                    changed = True
+                    todo.append(key)
         return out
 
     def closure(self, path: Path) -> set[str]:
@@ -343,32 +365,35 @@ class Project:
 
     # -- where a node is ----------------------------------------------------------------
 
-    def owner_of(self, node: cst.CSTNode) -> tuple[str, ModelBuilder] | None:
-        """The project file whose syntax tree holds ``node``, among the summarised modules."""
+    def owner_of(self, node: Node) -> tuple[str, ModelBuilder] | None:
+        """The project file whose syntax tree holds ``node`` (an ast node or a ``DictItem``),
+        among the summarised modules."""
         for module in reversed(self._known):
             builder = module.builder
             if builder is None:
                 continue
-            if module.positions is None:
-                module.positions = _positions(builder.module)
-            if id(node) in module.positions:
+            if module.spans is None:
+                module.spans = NodeSpans(builder)
+            if module.spans.holds(node):
                 return str(module.path), builder
         return None
 
-    def positions_of(self, builder: ModelBuilder) -> dict[int, tuple[int, int, int, int]]:
+    def positions_of(self, builder: ModelBuilder) -> NodeSpans:
+        """The spans of ``builder``'s nodes by ``id()``: ``(row, column, end row, end column)``,
+        1-based, columns in characters (``builder.positions.span(node)`` for one node)."""
         for module in self._known:
             if module.builder is builder:
-                if module.positions is None:
-                    module.positions = _positions(builder.module)
-                return module.positions
-        return _positions(builder.module)
+                if module.spans is None:
+                    module.spans = NodeSpans(builder)
+                return module.spans
+        return NodeSpans(builder)
 
-    def position(self, node: cst.CSTNode) -> tuple[str, int, int] | None:
+    def position(self, node: Node) -> tuple[str, int, int] | None:
         """(file, row, column) of a node of a summarised module."""
         owner = self.owner_of(node)
         if owner is None:
             return None
-        row, col, _, _ = self.positions_of(owner[1])[id(node)]
+        row, col, _, _ = owner[1].positions.span(node)
         return owner[0], row, col
 
     def relative(self, path: str) -> str:
@@ -396,12 +421,11 @@ def _summarise(
     text: str, path: str, project: Project, name: str | None = None
 ) -> ModelBuilder | None:
     """Parse a project module and walk its module level (functions run when called)."""
-    import libcst as cst
-
     from bnblint.analysis.builder import ModelBuilder
+    from bnblint.parse import parse_ast
 
     try:
-        module = cst.parse_module(text)
+        module = parse_ast(text)
     except Exception:  # an unparsable module resolves to nothing; it is reported on its own
         return None
     builder = ModelBuilder(module, text, None, project, path, name)
@@ -412,15 +436,74 @@ def _summarise(
     return builder
 
 
-def _positions(module: cst.Module) -> dict[int, tuple[int, int, int, int]]:
-    from libcst.metadata import MetadataWrapper, PositionProvider
+class NodeSpans(AbcMapping[int, Span]):
+    """The spans of the nodes of one module's tree, by ``id()`` of the node: every ast node and
+    every ``DictItem`` made of its dicts. Built on first use; a span is computed when read."""
 
-    spans = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
-    return {
-        id(node): (s.start.line, s.start.column + 1, s.end.line, s.end.column + 1)
-        for node, s in spans.items()
-    }
+    def __init__(self, builder: ModelBuilder) -> None:
+        self.builder = builder
+        self._nodes: dict[int, Node] | None = None
+        self._dicts: list[ast.Dict] = []
+
+    def _index(self) -> dict[int, Node]:
+        if self._nodes is None:
+            self._nodes = {}
+            for node in ast.walk(self.builder.module):
+                self._nodes[id(node)] = node
+                if isinstance(node, ast.Dict):
+                    self._dicts.append(node)
+        return self._nodes
+
+    def _take_items(self) -> None:
+        """Dict entries are made on demand (``dict_items``): take in those made so far."""
+        from bnblint.analysis.syntax import made_dict_items
+
+        nodes = self._index()
+        for d in self._dicts:
+            for item in made_dict_items(d):
+                nodes.setdefault(id(item), item)
+
+    def _find(self, key: int) -> Node | None:
+        found = self._index().get(key)
+        if found is None:
+            self._take_items()
+            found = self._index().get(key)
+        return found
+
+    def holds(self, node: Node) -> bool:
+        from bnblint.analysis.syntax import DictItem
+
+        target = node.dict if isinstance(node, DictItem) else node
+        return id(target) in self._index()
+
+    def __getitem__(self, key: int) -> Span:
+        node = self._find(key)
+        if node is None or not hasattr(node, "lineno"):  # not a node, or no position (Module)
+            raise KeyError(key)
+        return self.builder.positions.span(node)
+
+    def __iter__(self) -> Iterator[int]:
+        self._take_items()
+        return iter([k for k, n in self._index().items() if hasattr(n, "lineno")])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def same_file(a: str, b: str) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _import_statements(tree: ast.Module) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Every import statement, at any depth: a walk over statement lists only (expressions
+    hold no imports and are most of a tree's nodes)."""
+    stack: list[list[ast.stmt]] = [tree.body]
+    while stack:
+        for node in stack.pop():
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                yield node
+                continue
+            for field_name in ("body", "orelse", "finalbody", "handlers", "cases"):
+                value = getattr(node, field_name, None)
+                if isinstance(value, list) and value:
+                    stack.append(value)

@@ -17,15 +17,18 @@ from bnblint.settings import Settings
 from bnblint.source import SourceError, read_bytes, read_source
 
 # Below this many files that pass the prefilter, starting worker processes (each importing
-# LibCST) costs more than it saves...
+# the analysis) costs more than it saves...
 POOL_THRESHOLD = 16
 # ...unless the tree is large: then a pool started at the first file that passes lets the
-# workers import LibCST (about 0.25 s) while this process is still reading the rest.
+# workers import the analysis and the rules while this process is still reading the rest.
 LARGE_TREE = 500
 
 
-def _warm_up() -> None:
-    import bnblint.analysis.builder  # noqa: F401  (imports LibCST)
+def _warm_up(fixes: bool = False) -> None:
+    import bnblint.analysis.builder  # noqa: F401
+
+    if fixes:
+        import bnblint.fix.apply  # noqa: F401  (imports LibCST, about 0.25 s)
 
 
 # Projects by root, per process: the files of one run share their module summaries.
@@ -83,8 +86,8 @@ def _lint_one(
 
 
 def guarded(text: str, filename: str, lint: Callable[[], FileResult]) -> FileResult:
-    """``lint()``, unless the text would crash LibCST's parser (one error line instead), or
-    the analysis recurses too deep on it: one file must not take the run down."""
+    """``lint()``, unless the text is nested deeper than the parsers hold (one error line
+    instead), or the analysis recurses too deep on it: one file must not take the run down."""
     if filename.endswith(".py") and nesting_depth(text) > MAX_NESTING:
         return FileResult(filename, error=TOO_DEEP)
     try:
@@ -125,7 +128,8 @@ def lint_one_text(
         )
         if project is None or path.suffix != ".py" or result.error is not None:
             return result
-        results = [result, *_importers([path], settings, False, unsafe_fixes, want_edits)]
+        # With ``fix``, the importers' findings in this file need their edits: they fix it.
+        results = [result, *_importers([path], settings, fix, unsafe_fixes, want_edits)]
         foreign_fix = fix and result.fixed_text is None
         merge_foreign(results, [path], False, unsafe_fixes)
         if foreign_fix:
@@ -257,13 +261,13 @@ def lint_paths(
             if not any(w in data for w in rule_words(rules)) and project_for(path) is None:
                 continue  # only a load, and no project whose modules could quantize it
             if early and pool is None:
-                pool = _pool(workers)
+                pool = _pool(workers, fix or want_edits)
             if pool is not None:
                 futures.append(pool.submit(_lint_one, path, data, *args))
             else:
                 todo.append((path, data))
         if pool is None and len(todo) >= POOL_THRESHOLD and workers > 1:
-            pool = _pool(workers)
+            pool = _pool(workers, fix or want_edits)
             futures.extend(pool.submit(_lint_one, p, d, *args) for p, d in todo)
             todo = []
         results.extend(_lint_one(p, d, *args) for p, d in todo)
@@ -304,15 +308,20 @@ def _importers(
                 continue
             if not may_matter(data, settings.rules_for(str(path))):
                 continue
-            result = _lint_one(path, data, settings, False, unsafe_fixes, want_edits)
+            # Not fixed itself; with ``fix`` its findings in the named files come with their
+            # edits (LibCST parsed for them), which fix those files.
+            result = _lint_one(path, data, settings, False, unsafe_fixes, want_edits or fix)
             result.findings, result.fixed, result.fixed_text = [], [], None
             result.context_only = True
             out.append(result)
     return out
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
+def _pool(workers: int, fixes: bool) -> ProcessPoolExecutor:
+    """``fixes``: the files' fixes are applied or rendered, so the workers import LibCST."""
     # fork where available: the workers start at once, with bnblint already imported.
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_warm_up)
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_warm_up, initargs=(fixes,)
+    )

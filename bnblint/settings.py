@@ -66,6 +66,10 @@ class Settings:
     def context(self) -> RuleContext:
         return RuleContext(compute_dtype=self.compute_dtype)
 
+    def context_for(self, path: str | None) -> RuleContext:
+        """What the rules read for one file: the settings and the file's target."""
+        return RuleContext(compute_dtype=self.compute_dtype, target=self.target_for(path))
+
     def target_for(self, path: str | None) -> Target:
         """The transformers ``path`` runs on: the setting, else the nearest pin, else the
         newest (``bnblint.versions``)."""

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import libcst as cst
 import pytest
 
-from bnblint.analysis.builder import build_model
+from bnblint.analysis.builder import ModelBuilder, build_model
 from bnblint.analysis.model import LoadSite, ModuleModel, State
 from bnblint.analysis.values import Overridden
+from bnblint.parse import parse_ast
 
 HEAD = "import torch\nfrom transformers import AutoModelForCausalLM, BitsAndBytesConfig\n"
 
 
 def model_of(body: str) -> ModuleModel:
     source = HEAD + body
-    return build_model(cst.parse_module(source), source)
+    return build_model(parse_ast(source), source)
 
 
 def only_site(body: str) -> LoadSite:
@@ -247,15 +247,13 @@ def test_skipping_irrelevant_bodies_changes_nothing() -> None:
     the model is the same with and without it."""
     from fixture_cases import cases
 
-    from bnblint.pipeline import parse_ast
-
     for path in cases():
         if path.suffix != ".py":
             continue
         source = path.read_text(encoding="latin-1" if "crlf" in path.name else "utf-8")
-        module = cst.parse_module(source)
-        full = build_model(module, source)
-        fast = build_model(module, source, parse_ast(source))
+        tree = parse_ast(source)
+        full = ModelBuilder(tree, source).build()  # no index: every body walked
+        fast = build_model(tree, source)
         assert [s.call for s in full.loads] == [s.call for s in fast.loads], path
         assert [u.call for u in full.uses] == [u.call for u in fast.uses], path
         assert [c.node for c in full.configs] == [c.node for c in fast.configs], path

@@ -3,6 +3,7 @@ before their use (the fixed file runs), no byte lost outside the edits, linear e
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -16,7 +17,8 @@ import pytest
 from bnblint import pipeline
 from bnblint.diagnostics import Applicability, Diagnostic, Fix, Level, ReplaceNode
 from bnblint.fix.apply import LineIndex, apply_operations, edits_for, text_edit
-from bnblint.pipeline import MAX_FIX_PASSES, lint_source, lint_text
+from bnblint.fix.nodes import CstDocument, Unmapped
+from bnblint.pipeline import MAX_FIX_PASSES, lint_source, lint_text, parse_ast
 from bnblint.rules import ALL_RULES
 from bnblint.rules.base import Rule
 from bnblint.settings import Settings
@@ -101,16 +103,13 @@ class _TestRule(Rule):
     summary = "test"
     docs = ""
 
-    def fix_code(self, first: cst.Arg) -> str:
+    def fix_op(self, call: ast.Call) -> ReplaceNode:
         raise NotImplementedError
 
     def check(self, model, context) -> Iterator[Diagnostic]:  # type: ignore[no-untyped-def]
         for site in model.loads:
-            first = site.call.args[0]
-            code = self.fix_code(first)
-            if code:
-                fix = Fix("test", Applicability.SAFE, (ReplaceNode(first, code),))
-                yield Diagnostic(self.code, "test", site.call, site, fix)
+            fix = Fix("test", Applicability.SAFE, (self.fix_op(site.call),))
+            yield Diagnostic(self.code, "test", site.call, site, fix)
 
 
 class _Breaks(_TestRule):
@@ -118,8 +117,8 @@ class _Breaks(_TestRule):
 
     code = "BNB991"
 
-    def fix_code(self, first: cst.Arg) -> str:
-        return 'c for c in "ab"' if first.keyword is None else ""
+    def fix_op(self, call: ast.Call) -> ReplaceNode:
+        return ReplaceNode(call.keywords[0], 'c for c in "ab"')
 
 
 class _Toggles(_TestRule):
@@ -127,8 +126,10 @@ class _Toggles(_TestRule):
 
     code = "BNB992"
 
-    def fix_code(self, first: cst.Arg) -> str:
-        return '"y"' if cst.ensure_type(first.value, cst.SimpleString).value == '"x"' else '"x"'
+    def fix_op(self, call: ast.Call) -> ReplaceNode:
+        first = call.args[0]
+        x = isinstance(first, ast.Constant) and first.value == "x"
+        return ReplaceNode(first, '"y"' if x else '"x"')
 
 
 LOAD = 'm = AutoModelForCausalLM.from_pretrained("x", device_map="auto", load_in_4bit=True)\n'
@@ -308,6 +309,27 @@ def test_fix_that_would_lose_bytes_is_refused(data: bytes, tmp_path: Path) -> No
     assert out.returncode == 1 and "error: Fix not applied (BNB001)" in out.stderr
 
 
+def test_text_only_libcst_rejects_keeps_its_findings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The findings come from the stdlib AST; the fixes, which need LibCST, are reported as not
+    applied (and have no edits), never a crash."""
+    from bnblint.fix import nodes
+
+    def refuse(text: str) -> tuple[None, str]:
+        return None, "cannot parse: line 3:1: not for LibCST"
+
+    monkeypatch.setattr(nodes, "parse_cst", refuse)
+    text = f"{IMPORT}\n{LOAD_4BIT}\n# LibCST refuses this one\n"
+    result = fixed(text)
+    assert result.error is None and result.fixed_text is None and result.fixed == []
+    assert [f.code for f in result.findings] == ["BNB001"] and result.findings[0].fixable
+    assert result.fix_problems == [
+        "Fix not applied (BNB001): LibCST, which applies the fixes, cannot parse this text "
+        "(line 3:1: not for LibCST)"
+    ]
+    with_edits = lint_text(text, "t.py", Settings(), want_edits=True)
+    assert [(f.code, f.fixable, f.edits) for f in with_edits.findings] == [("BNB001", True, [])]
+
+
 def test_guard_does_not_refuse_ordinary_fixes(tmp_path: Path) -> None:
     text = f"{IMPORT}\n{LOAD_4BIT}\n# model.eval()\n"
     result = fixed(text)
@@ -339,21 +361,28 @@ def _fixture_files() -> list[Path]:
 
 
 def test_edits_equal_the_whole_module_computation() -> None:
+    """Also: every fix of the fixtures maps onto LibCST's tree (no ast node left unmapped)."""
     checked = 0
     for path in _fixture_files():
         text = path.read_bytes().decode("utf-8", "replace")
         try:
-            module = cst.parse_module(text)
-        except cst.ParserSyntaxError:
+            tree = parse_ast(text)
+        except (SyntaxError, ValueError):
             continue
-        if module.code != text:
+        document = CstDocument(text)
+        module = document.module
+        if module is None or module.code != text:
             continue
         index = LineIndex(text)
-        for _, d in pipeline._diagnose(module, text, ALL_RULES, Settings(), None):
+        for _, d in pipeline._diagnose(tree, text, ALL_RULES, Settings()):
             if d.fix is None:
                 continue
-            ours = edits_for(module, d.fix.operations, index)
-            assert ours == _reference_edits(module, d.fix.operations, index), path
+            try:
+                ops = document.translate(d.fix.operations)
+            except Unmapped as exc:
+                raise AssertionError(f"{path}: {d.code}: {exc}") from None
+            ours = edits_for(module, ops, index)
+            assert ours == _reference_edits(module, ops, index), path
             checked += 1
     assert checked > 50
 

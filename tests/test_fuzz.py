@@ -704,7 +704,6 @@ def test_file_ending_in_whitespace_only_line_is_fixed(tmp_path: Path) -> None:
     assert fixed.endswith(b")\n\n \n") and b'device_map="auto"' in fixed
 
 
-@pytest.mark.xfail(strict=True, reason="--diff exits 0 when the only fix was refused")
 def test_diff_exit_code_when_fix_refused(tmp_path: Path) -> None:
     run, _ = run_one(tmp_path, LOAD + b"\n \n", "--diff")
     assert "Fix not applied" in run.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from bnblint.pipeline import has_candidate_call, lint_text, may_matter, words_for
 from bnblint.rules import ALL_RULES
@@ -45,7 +46,65 @@ def test_candidate_call_filter() -> None:
 
 
 def test_docstring_mentions_are_not_reported_or_parsed() -> None:
-    # Invalid for LibCST only if parsed; the filter must skip it before that.
+    # Invalid for the parser only if parsed; the filter must skip it before that.
     text = '"""BitsAndBytesConfig(load_in_4bit=True)"""\nx = 1\n'
     result = lint_text(text, "doc.py", Settings())
     assert result.findings == [] and result.error is None
+
+
+ROOT = Path(__file__).resolve().parent.parent
+FINDINGS = """\
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+cfg = BitsAndBytesConfig(load_in_4bit=True)
+m = AutoModelForCausalLM.from_pretrained("x", quantization_config=cfg)
+"""
+LINT = """\
+import sys
+from bnblint.pipeline import lint_text
+from bnblint.settings import Settings
+r = lint_text(open(sys.argv[1]).read(), "t.py", Settings(), want_edits=sys.argv[2] == "1")
+print(len(r.findings), all(f.fixable for f in r.findings), sum(len(f.edits) for f in r.findings),
+      "libcst" in sys.modules)
+"""
+
+
+def test_findings_without_edits_never_import_libcst(tmp_path: Path) -> None:
+    """Findings, fix availability included, come from the stdlib AST; LibCST is imported (and
+    the text parsed with it) only when edits are asked for."""
+    (tmp_path / "t.py").write_text(FINDINGS)
+    outs = [
+        subprocess.run(
+            [sys.executable, "-c", LINT, "t.py", edits],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONPATH": str(ROOT)},
+        ).stdout.split()
+        for edits in ("0", "1")
+    ]
+    assert outs[0] == ["2", "True", "0", "False"]
+    count, fixable, edits, imported = outs[1]
+    assert (count, fixable, imported) == ("2", "True", "True") and int(edits) >= 2
+
+
+def test_check_without_fixes_never_imports_libcst(tmp_path: Path) -> None:
+    (tmp_path / "t.py").write_text(FINDINGS)
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "bnblint", "check", "t.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT), "NO_COLOR": "1"},
+    )
+    assert out.returncode == 1 and "Found 2 errors (2 fixable with --fix)." in out.stdout
+    imported = [line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines()]
+    assert "bnblint.analysis.builder" in imported
+    assert not [name for name in imported if name.split(".")[0] == "libcst"]
+
+
+def test_syntax_error_is_one_line_from_the_stdlib_parser() -> None:
+    text = "from transformers import BitsAndBytesConfig\nBitsAndBytesConfig(load_in_4bit=True\n"
+    result = lint_text(text, "t.py", Settings())
+    assert result.findings == []
+    assert result.error == "cannot parse: line 2:19: '(' was never closed"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -176,3 +178,70 @@ def test_setting_wins_over_pin(tmp_path: Path) -> None:
 def test_bad_setting_is_a_config_error(tmp_path: Path, value: object) -> None:
     with pytest.raises(ConfigError, match="target-transformers"):
         parse_table({"target-transformers": value}, tmp_path / "pyproject.toml")
+
+
+LEGACY = (
+    "from transformers import AutoModelForCausalLM\n"
+    'm = AutoModelForCausalLM.from_pretrained("m", load_in_4bit=True, device_map="auto")\n'
+)
+CAST = (
+    "import torch\n"
+    "from transformers import AutoModelForCausalLM, BitsAndBytesConfig\n"
+    "def load():\n"
+    '    model = AutoModelForCausalLM.from_pretrained("m", device_map="auto",\n'
+    "        quantization_config=BitsAndBytesConfig(load_in_8bit=True))\n"
+    "    model = model.half()\n"
+    "    return model\n"
+)
+
+
+def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bnblint", "check", "--no-color", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({}, "the load fails on transformers 5 (TypeError"),
+        ({"requirements.txt": "transformers==4.46.3\n"}, "deprecated on transformers 4"),
+        ({"requirements.txt": "transformers>=4.46\n"}, "; deprecated on 4.x"),
+        (
+            {
+                "requirements.txt": "transformers==4.46.3\n",
+                "pyproject.toml": '[tool.bnblint]\ntarget-transformers = "5.2"\n',
+            },
+            "the load fails on transformers 5 (TypeError",
+        ),
+    ],
+)
+def test_bnb004_message_follows_the_target(
+    tmp_path: Path, files: dict[str, str], expected: str
+) -> None:
+    (tmp_path / ".git").mkdir()  # the pin walk stops here
+    write(tmp_path, {**files, "train.py": LEGACY})
+    run = run_cli(tmp_path, "train.py")
+    assert "BNB004" in run.stdout and expected in run.stdout, run.stdout + run.stderr
+    if expected.startswith("the load fails") and "; deprecated" not in expected:
+        assert "deprecated" not in run.stdout
+
+
+@pytest.mark.parametrize(
+    ("pin", "keyword"),
+    [("transformers==4.46.3\n", "torch_dtype"), ("transformers>=4.56\n", "dtype")],
+)
+def test_bnb006_fix_writes_the_dtype_keyword_the_target_has(
+    tmp_path: Path, pin: str, keyword: str
+) -> None:
+    (tmp_path / ".git").mkdir()
+    write(tmp_path, {"requirements.txt": pin, "train.py": CAST})
+    run = run_cli(tmp_path, "--fix", "--unsafe-fixes", "train.py")
+    fixed = (tmp_path / "train.py").read_text()
+    assert f"{keyword}=torch.float16" in fixed, run.stdout + run.stderr
+    assert "model.half()" not in fixed
+    if keyword == "dtype":
+        assert "torch_dtype" not in fixed

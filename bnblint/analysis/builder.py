@@ -6,23 +6,25 @@ before it. Branches are walked on copies and joined into ``Choice`` values. Func
 their own environment whose parent is the module's; unknown inputs (parameters, loop targets,
 anything not evaluable) are ``Unknown`` so rules stay silent on them.
 
-No LibCST metadata providers are used: scope and qualified-name resolution cost several times the
-parse itself (see the core issue's measurements), and this walk needs only what it tracks.
+The walk reads the stdlib ``ast`` of one parse of the module's text (``bnblint.parse.parse_ast``);
+every node the model holds is a node of that tree or a ``DictItem`` of one of its dicts. No
+scope or qualified-name resolution is used: this walk needs only what it tracks.
 """
 
 from __future__ import annotations
 
 import ast
 import itertools
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import TYPE_CHECKING, Union
-
-import libcst as cst
 
 from bnblint.analysis.model import LoadSite, ModelUse, ModuleModel, resolve_quantization
 from bnblint.analysis.names import FOREIGN_NAMES, FOREIGN_ROOTS, NON_MODEL_SUFFIXES
 from bnblint.analysis.relevance import FunctionIndex
+from bnblint.analysis.syntax import Positions, child_nodes, dict_items, string_value
 from bnblint.analysis.values import (
     TORCH_DTYPES,
     BnbConfig,
@@ -85,11 +87,17 @@ class Hop:
     """One call on the way to a load: ``name()`` called at ``call`` in ``builder``'s module."""
 
     name: str
-    call: cst.Call
+    call: ast.Call
     builder: ModelBuilder
 
 
-Scope = Union[cst.Module, cst.FunctionDef, cst.ClassDef]
+FunctionNode = Union[ast.FunctionDef, ast.AsyncFunctionDef]
+Scope = Union[ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef]
+# An argument of a call, in source order: a positional expression (``ast.Starred`` for
+# ``*args``) or an ``ast.keyword`` (``arg`` None for ``**kwargs``).
+Argument = Union[ast.expr, ast.keyword]
+
+
 
 
 class Env:
@@ -135,41 +143,85 @@ def qualname(value: Value | None) -> str | None:
     return value.qualname if isinstance(value, Symbol) else None
 
 
-def _literal(node: cst.BaseExpression) -> Value:
-    try:
-        if isinstance(node, (cst.SimpleString, cst.ConcatenatedString)):
-            v = node.evaluated_value
-            return Literal(v, node) if isinstance(v, str) else Unknown(node)
-        if isinstance(node, (cst.Integer, cst.Float)):
-            return Literal(node.evaluated_value, node)
-    except Exception:  # malformed literal: leave it to Python to complain
-        pass
+def _literal(node: ast.Constant) -> Value:
+    """A str, int, float, bool or None constant; anything else (bytes, complex, ``...``) is
+    unknown."""
+    v = node.value
+    if v is None or isinstance(v, (str, bool, int, float)):
+        return Literal(v, node)
     return Unknown(node)
 
 
-class _CallFinder(cst.CSTVisitor):
-    """Collects the calls inside one statement's expressions, not inside nested scopes."""
+def _calls_in(node: ast.AST) -> list[ast.Call]:
+    """The calls inside one statement's expressions, in source order (a call before the calls
+    in its arguments), not inside lambdas (nor nested definitions)."""
+    calls: list[ast.Call] = []
+    todo: list[ast.AST] = [node]
+    while todo:
+        current = todo.pop()
+        cls = type(current)
+        if cls is ast.Name or cls is ast.Constant:
+            continue
+        children: list[ast.AST]
+        if cls is ast.Call:
+            assert isinstance(current, ast.Call)
+            calls.append(current)
+            children = [current.func, *call_arguments(current)]
+        elif cls is ast.Dict:
+            assert isinstance(current, ast.Dict)
+            children = []
+            for key, value in zip(current.keys, current.values):
+                if key is not None:
+                    children.append(key)
+                children.append(value)
+        elif cls is ast.IfExp:
+            assert isinstance(current, ast.IfExp)
+            children = [current.body, current.test, current.orelse]
+        elif cls in _OPAQUE:
+            continue
+        else:
+            children = child_nodes(current)
+        children.reverse()
+        todo.extend(children)
+    return calls
 
-    def __init__(self) -> None:
-        self.calls: list[cst.Call] = []
 
-    def visit_Call(self, node: cst.Call) -> None:
-        self.calls.append(node)
+# Nodes whose insides are not evaluated where they are written.
+_OPAQUE = frozenset({ast.Lambda, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef})
 
-    def visit_Lambda(self, node: cst.Lambda) -> bool:
-        return False
 
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
-        return False
+def call_arguments(call: ast.Call) -> list[Argument]:
+    """A call's positional arguments and keywords in source order (``f(a, k=1, *b, **c)``).
 
-    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
-        return False
+    Plain positional arguments always come first (Python forbids one after a keyword); only a
+    ``*args`` may follow a keyword, so the two lists are merged by position only then."""
+    if not call.keywords:
+        return list(call.args)
+    if not call.args:
+        return list(call.keywords)
+    items: list[Argument] = [*call.args, *call.keywords]
+    if any(isinstance(a, ast.Starred) for a in call.args):
+        items.sort(key=lambda a: (a.lineno, a.col_offset))
+    return items
+
+
+def _is_elif(stmt: ast.If) -> bool:
+    """Whether ``stmt``'s ``orelse`` is an ``elif`` (not an ``else:`` block holding an ``if``):
+    an ``elif`` starts at the column of its ``if``, a statement of an ``else:`` block deeper."""
+    orelse = stmt.orelse
+    return (
+        len(orelse) == 1
+        and isinstance(orelse[0], ast.If)
+        and orelse[0].col_offset == stmt.col_offset
+        and orelse[0].lineno > stmt.lineno
+    )
+
 
 
 class ModelBuilder:
     def __init__(
         self,
-        module: cst.Module,
+        module: ast.Module,
         source: str,
         index: FunctionIndex | None = None,
         project: Project | None = None,
@@ -194,7 +246,7 @@ class ModelBuilder:
         self.class_values: dict[int, ClassValue] = {}
         self.merged: dict[int, tuple[Choice, Mapping | None]] = {}
         # Methods of summarised classes not run yet (see ``summarise``), by class.
-        self.deferred: dict[int, list[tuple[cst.FunctionDef, Env]]] = {}
+        self.deferred: dict[int, list[tuple[FunctionNode, Env]]] = {}
         self.current_class: ClassValue | None = None
         self.paths: dict[int, tuple[str, ...]] = {}  # def/class node -> its FunctionIndex path
         self.loads: list[LoadSite] = []
@@ -205,10 +257,16 @@ class ModelBuilder:
         self.def_envs: dict[int, Env] = {}
         self.done_functions: set[int] = set()
         self.running: set[int] = set()
-        self.pending: list[tuple[cst.FunctionDef | cst.ClassDef, Env]] = []
+        self.pending: list[tuple[FunctionNode | ast.ClassDef, Env]] = []
         self.returns: list[list[Value]] = []
         self.scopes: list[Scope] = []
-        self.blocks: list[int] = []  # ids of the suites being walked (LoadSite.block)
+        self.blocks: list[int] = []  # ids of the statement lists being walked (LoadSite.block)
+        self.calls: dict[int, list[ast.Call]] = {}  # the calls of each statement scanned
+
+    @cached_property
+    def positions(self) -> Positions:
+        """Rows and character columns of this module's nodes (of ``source``)."""
+        return Positions(self.source)
 
     # -- driver ---------------------------------------------------------------------------
 
@@ -219,7 +277,7 @@ class ModelBuilder:
         interesting = _interesting_names(module_env)
         while self.pending:
             node, parent = self.pending.pop(0)
-            if isinstance(node, cst.FunctionDef):
+            if not isinstance(node, ast.ClassDef):
                 fn = self.function(node)
                 if (
                     fn.cls is not None
@@ -258,7 +316,7 @@ class ModelBuilder:
         self.block(self.module.body, module_env)
         while self.pending:
             node, parent = self.pending.pop(0)
-            if isinstance(node, cst.ClassDef):
+            if isinstance(node, ast.ClassDef):
                 self.run_class(node, parent)
             else:
                 fn = self.function(node)
@@ -270,14 +328,14 @@ class ModelBuilder:
         for node, parent in self.deferred.pop(id(cls), []):
             self.run_function(node, parent)
 
-    def run_class(self, node: cst.ClassDef, parent: Env) -> None:
+    def run_class(self, node: ast.ClassDef, parent: Env) -> None:
         cls = self.class_value(node)
         self.scopes.append(node)
         self.blocks = [id(node)]
         env = Env(parent)
         outer, self.current_class = self.current_class, cls
         first = len(self.pending)
-        self.block(node.body.body, env)
+        self.block(node.body, env)
         self.current_class = outer
         self.blocks = []
         self.scopes.pop()
@@ -290,10 +348,11 @@ class ModelBuilder:
         methods.sort(key=lambda m: _init_rank(m[0]))
         self.pending.extend((m, parent) for m, _ in methods)
 
-    def class_value(self, node: cst.ClassDef) -> ClassValue:
+    def class_value(self, node: ast.ClassDef) -> ClassValue:
         value = self.class_values.get(id(node))
         if value is None:
-            value = ClassValue(node.name.value, node, owner=self, module=self.module_name)
+            value = ClassValue(node.name, node, owner=self, module=self.module_name)
+
             self.class_values[id(node)] = value
         return value
 
@@ -310,39 +369,43 @@ class ModelBuilder:
         itself says of them (a default may be what arrives; ``**kwargs`` is an open mapping
         whose keys this body may write)."""
         node = fn.node
-        params = node.params
-        positional = [*params.posonly_params, *params.params]
+        params = node.args
+        every = [*params.posonlyargs, *params.args]
+        # ``defaults`` belong to the last positional parameters, ``kw_defaults`` one each.
+        skip = len(every) - len(params.defaults)
+        defaults: list[ast.expr | None] = [
+            None if i < skip else params.defaults[i - skip] for i in range(len(every))
+        ]
+        positional = list(zip(every, defaults))
         known = args is not None and kwargs is not None and exact
         given = list(args or ())
         named = dict(kwargs or {})
         if fn.cls is not None and positional and not _is_static(node):
-            first = positional.pop(0)
-            env.vars[first.name.value] = (
-                bound_self if bound_self is not None else Instance(fn.cls, first)
-            )
-        kwonly = list(params.kwonly_params)
-        for i, p in enumerate((*positional, *kwonly)):
-            name = p.name.value
+            first = positional.pop(0)[0]
+            env.vars[first.arg] = bound_self if bound_self is not None else Instance(fn.cls, first)
+        kwonly = list(zip(params.kwonlyargs, params.kw_defaults))
+        for i, (p, default) in enumerate((*positional, *kwonly)):
+            name = p.arg
             if i < len(positional) and given:
                 env.vars[name] = given.pop(0)
             elif name in named:
                 env.vars[name] = named.pop(name).value
-            elif known and p.default is not None:
-                env.vars[name] = self.eval(p.default, env)  # a known call that omits it
-            elif p.default is not None:
-                default = self.eval(p.default, env)
-                env.vars[name] = Choice((default, Unknown(p, "a parameter")), p)
+            elif known and default is not None:
+                env.vars[name] = self.eval(default, env)  # a known call that omits it
+            elif default is not None:
+                value = self.eval(default, env)
+                env.vars[name] = Choice((value, Unknown(p, "a parameter")), p)
             else:
                 env.vars[name] = Unknown(p, "a parameter")
-        if isinstance(params.star_arg, cst.Param):
-            env.vars[params.star_arg.name.value] = Unknown(params.star_arg, "a parameter")
-        star = params.star_kwarg
-        if isinstance(star, cst.Param):
+        if params.vararg is not None:
+            env.vars[params.vararg.arg] = Unknown(params.vararg, "a parameter")
+        star = params.kwarg
+        if star is not None:
             # The caller's keywords, where the caller wrote them; open unless the call is known
             # completely.
-            env.vars[star.name.value] = Mapping(dict(named), star, complete=known)
+            env.vars[star.arg] = Mapping(dict(named), star, complete=known)
 
-    def run_function(self, node: cst.FunctionDef, parent: Env) -> list[Value]:
+    def run_function(self, node: FunctionNode, parent: Env) -> list[Value]:
         fn = self.function(node)
         if id(node) in self.done_functions or id(node) in self.running:
             return fn.returns
@@ -352,8 +415,7 @@ class ModelBuilder:
         self.returns.append(fn.returns)
         self.scopes.append(node)
         blocks, self.blocks = self.blocks, [id(node)]  # a call runs it from elsewhere
-        body = node.body
-        self.block(body.body if isinstance(body, cst.IndentedBlock) else [body], env)
+        self.block(node.body, env)
         self.blocks = blocks
         self.scopes.pop()
         self.returns.pop()
@@ -398,8 +460,7 @@ class ModelBuilder:
         try:
             self.bind_params(fn, env, args, kwargs, bound_self, exact)
             self.scopes.append(node)
-            body = node.body
-            self.block(body.body if isinstance(body, cst.IndentedBlock) else [body], env)
+            self.block(node.body, env)
             self.scopes.pop()
             returns = self.returns[0]
         finally:
@@ -409,7 +470,8 @@ class ModelBuilder:
             self.configs = saved_configs
         return returns
 
-    def function(self, node: cst.FunctionDef) -> Function:
+    def function(self, node: FunctionNode) -> Function:
+
         fn = self.functions.get(id(node))
         if fn is None:
             fn = self.functions[id(node)] = Function(node, owner=self, cls=self.current_class)
@@ -417,48 +479,42 @@ class ModelBuilder:
 
     # -- statements -----------------------------------------------------------------------
 
-    def block(self, stmts: Iterable[cst.CSTNode], env: Env) -> None:
+    def block(self, stmts: Iterable[ast.stmt], env: Env) -> None:
         for stmt in stmts:
             self.statement(stmt, env)
 
-    def statement(self, stmt: cst.CSTNode, env: Env) -> None:
-        if isinstance(stmt, cst.SimpleStatementLine):
-            for small in stmt.body:
-                self.scan(small, env, small)
-                self.small(small, env)
-        elif isinstance(stmt, cst.SimpleStatementSuite):
-            for small in stmt.body:
-                self.scan(small, env, small)
-                self.small(small, env)
-        elif isinstance(stmt, cst.If):
+    def statement(self, stmt: ast.stmt, env: Env) -> None:
+        if isinstance(stmt, ast.If):
             self.scan(stmt.test, env)
             then = env.copy()
             other = env.copy()
             self.narrow(stmt.test, then, other)
             self.suite(stmt.body, then)
-            if stmt.orelse is not None:
-                if isinstance(stmt.orelse, cst.If):
-                    self.statement(stmt.orelse, other)
-                else:
-                    self.suite(stmt.orelse.body, other)
+            if _is_elif(stmt):
+                # an elif is no block of its own: its test is read where its ``if`` is
+                self.statement(stmt.orelse[0], other)
+            elif stmt.orelse:
+                self.suite(stmt.orelse, other)
             env.join([then, other])
-        elif isinstance(stmt, (cst.For, cst.While)):
-            if isinstance(stmt, cst.For):
-                self.scan(stmt.iter, env)
-            else:
+        elif isinstance(stmt, (ast.For, ast.AsyncFor, ast.While)):
+            if isinstance(stmt, ast.While):
                 self.scan(stmt.test, env)
+            else:
+                self.scan(stmt.iter, env)
             body = env.copy()
-            if isinstance(stmt, cst.For):
+            if not isinstance(stmt, ast.While):
                 self.bind_unknown(stmt.target, body)
             self.suite(stmt.body, body)
             branches = [env.copy(), body]
-            if stmt.orelse is not None:
+            if stmt.orelse:
                 after = env.copy()
                 after.join([env.copy(), body])
-                self.suite(stmt.orelse.body, after)
+                self.suite(stmt.orelse, after)
                 branches.append(after)
             env.join(branches)
-        elif isinstance(stmt, (cst.Try, cst.TryStar)):
+        elif isinstance(stmt, ast.Try) or (
+            sys.version_info >= (3, 11) and isinstance(stmt, ast.TryStar)
+        ):
             body = env.copy()
             self.suite(stmt.body, body)
             branches = [body]
@@ -466,32 +522,34 @@ class ModelBuilder:
                 h = env.copy()
                 h.join([env.copy(), body])
                 if handler.name is not None:
-                    self.bind_unknown(handler.name.name, h)
+                    h.vars[handler.name] = Unknown(handler)
                 self.suite(handler.body, h)
                 branches.append(h)
-            if stmt.orelse is not None:
-                self.suite(stmt.orelse.body, body)
+            if stmt.orelse:
+                self.suite(stmt.orelse, body)
             env.join(branches)
-            if stmt.finalbody is not None:
-                self.suite(stmt.finalbody.body, env)
-        elif isinstance(stmt, cst.With):
+            if stmt.finalbody:
+                self.suite(stmt.finalbody, env)
+        elif isinstance(stmt, (ast.With, ast.AsyncWith)):
             for item in stmt.items:
-                self.scan(item.item, env)
-                if item.asname is not None:
-                    self.bind_unknown(item.asname.name, env)
+                self.scan(item.context_expr, env)
+                if item.optional_vars is not None:
+                    self.bind_unknown(item.optional_vars, env)
             self.suite(stmt.body, env)
-        elif isinstance(stmt, cst.FunctionDef):
-            env.vars[stmt.name.value] = self.function(stmt)
+        elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            env.vars[stmt.name] = self.function(stmt)
             self.def_envs[id(stmt)] = env
-            self.paths[id(stmt)] = (*self.paths.get(id(self.scopes[-1]), ()), stmt.name.value)
+            self.paths[id(stmt)] = (*self.paths.get(id(self.scopes[-1]), ()), stmt.name)
             self.pending.append((stmt, env))
-        elif isinstance(stmt, cst.ClassDef):
+        elif isinstance(stmt, ast.ClassDef):
             cls = self.class_value(stmt)
-            cls.bases = tuple(self.eval(b.value, env) for b in stmt.bases if b.keyword is None)
-            env.vars[stmt.name.value] = cls
-            self.paths[id(stmt)] = (*self.paths.get(id(self.scopes[-1]), ()), stmt.name.value)
+            cls.bases = tuple(
+                self.eval(b.value if isinstance(b, ast.Starred) else b, env) for b in stmt.bases
+            )
+            env.vars[stmt.name] = cls
+            self.paths[id(stmt)] = (*self.paths.get(id(self.scopes[-1]), ()), stmt.name)
             self.pending.append((stmt, env))
-        elif isinstance(stmt, cst.Match):
+        elif sys.version_info >= (3, 10) and isinstance(stmt, ast.Match):
             self.scan(stmt.subject, env)
             branches = [env.copy()]
             for case in stmt.cases:
@@ -499,70 +557,69 @@ class ModelBuilder:
                 self.suite(case.body, c)
                 branches.append(c)
             env.join(branches)
+        else:
+            self.scan(stmt, env, stmt)
+            self.simple(stmt, env)
 
-    def suite(self, body: cst.BaseSuite, env: Env) -> None:
+    def suite(self, body: list[ast.stmt], env: Env) -> None:
         self.blocks.append(id(body))
-        if isinstance(body, cst.IndentedBlock):
-            self.block(body.body, env)
-        elif isinstance(body, cst.SimpleStatementSuite):
-            self.statement(body, env)
+        self.block(body, env)
         self.blocks.pop()
 
-    def small(self, stmt: cst.BaseSmallStatement, env: Env) -> None:
-        if isinstance(stmt, cst.Assign):
+    def simple(self, stmt: ast.stmt, env: Env) -> None:
+        """A statement that is not compound (LibCST's "small statement")."""
+        if isinstance(stmt, ast.Assign):
             value = self.eval(stmt.value, env)
             for target in stmt.targets:
-                self.assign(target.target, value, stmt, env)
-        elif isinstance(stmt, cst.AnnAssign):
+                self.assign(target, value, stmt, env)
+        elif isinstance(stmt, ast.AnnAssign):
             if stmt.value is not None:
                 self.assign(stmt.target, self.eval(stmt.value, env), stmt, env)
-        elif isinstance(stmt, cst.AugAssign):
+        elif isinstance(stmt, ast.AugAssign):
             self.bind_unknown(stmt.target, env)
-        elif isinstance(stmt, cst.Expr):
+        elif isinstance(stmt, ast.Expr):
             self.mutation(stmt.value, env)
-        elif isinstance(stmt, cst.Import):
+        elif isinstance(stmt, ast.Import):
             for alias in stmt.names:
-                dotted = _dotted(alias.name)
                 if alias.asname is not None:
-                    self.bind(alias.asname.name, Symbol(dotted, alias), env)
+                    env.vars[alias.asname] = Symbol(alias.name, alias)
                 else:
-                    root = dotted.split(".")[0]
+                    root = alias.name.split(".")[0]
                     env.vars[root] = Symbol(root, alias)
-        elif isinstance(stmt, cst.ImportFrom):
-            if stmt.relative or stmt.module is None:
-                base = "." * len(stmt.relative) + (_dotted(stmt.module) if stmt.module else "")
-                absolute = self.absolute(len(stmt.relative), stmt.module)
+        elif isinstance(stmt, ast.ImportFrom):
+            level = stmt.level or 0
+            if level or stmt.module is None:
+                base = "." * level + (stmt.module or "")
+                absolute = self.absolute(level, stmt.module)
                 if absolute is not None:
                     base = absolute
             else:
-                base = _dotted(stmt.module)
-            if isinstance(stmt.names, cst.ImportStar):
+                base = stmt.module
+            if len(stmt.names) == 1 and stmt.names[0].name == "*":
                 self.import_star(base, env)
                 return
             for alias in stmt.names:
-                name = _dotted(alias.name)
-                bound = alias.asname.name if alias.asname is not None else alias.name
-                assert isinstance(bound, cst.BaseExpression)
-                self.bind(bound, Symbol(f"{base}.{name}", alias), env)
-        elif isinstance(stmt, cst.Return):
+                bound = alias.asname if alias.asname is not None else alias.name
+                env.vars[bound] = Symbol(f"{base}.{alias.name}", alias)
+        elif isinstance(stmt, ast.Return):
             if self.returns:
                 value = NONE if stmt.value is None else self.eval(stmt.value, env)
                 self.returns[-1].append(value)
-        elif isinstance(stmt, cst.Del):
-            targets = stmt.target.elements if isinstance(stmt.target, cst.Tuple) else None
-            items: list[cst.BaseExpression] = (
-                [e.value for e in targets] if targets else [stmt.target]
-            )
+        elif isinstance(stmt, ast.Delete):
+            # ``del a, b`` lists its targets; ``del (a, b)`` is one tuple (LibCST: both a tuple)
+            only = stmt.targets[0] if len(stmt.targets) == 1 else None
+            items = only.elts if isinstance(only, ast.Tuple) else stmt.targets
             for item in items:
-                if isinstance(item, cst.Subscript) and isinstance(item.value, cst.Name):
+                if isinstance(item, ast.Subscript) and isinstance(item.value, ast.Name):
                     key = _subscript_key(item)
-                    name = item.value.value
+                    name = item.value.id
                     if key is None:
                         self.invalidate(name, env.lookup(name), env)
                     else:
                         self.remove_key(name, env.lookup(name), key, env)
                 else:
                     self.bind_unknown(item, env)
+
 
     def import_star(self, module: str, env: Env) -> None:
         """``from pkg.model import *`` of a project module: its public names (``__all__`` when
@@ -582,7 +639,7 @@ class ModelBuilder:
         for name in public:
             env.vars[name] = names[name]
 
-    def absolute(self, level: int, module: cst.Attribute | cst.Name | None) -> str | None:
+    def absolute(self, level: int, module: str | None) -> str | None:
         """The absolute name of ``from <dots><module> import ...`` in this module's package."""
         if self.module_name is None:
             return None
@@ -591,96 +648,84 @@ class ModelBuilder:
         if keep < 1:
             return None
         base = ".".join(parts[:keep])
-        return f"{base}.{_dotted(module)}" if module is not None else base
+        return f"{base}.{module}" if module is not None else base
 
-    def narrow(self, test: cst.BaseExpression, then: Env, other: Env) -> None:
+    def narrow(self, test: ast.expr, then: Env, other: Env) -> None:
         """On each branch of an ``if``, a name is only what it can be there: ``x is None``,
         ``x``, ``"k" in kw``, combined with ``not``, ``and`` and ``or`` (a parameter's default
         rebuilt in the body; keys deleted only where a config was written)."""
         self.narrow_env(test, then, True)
         self.narrow_env(test, other, False)
 
-    def narrow_env(self, test: cst.BaseExpression, env: Env, truth: bool) -> None:
+    def narrow_env(self, test: ast.expr, env: Env, truth: bool) -> None:
         """What ``env`` can hold on the branch where ``test`` is ``truth``."""
-        if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
-            self.narrow_env(test.expression, env, not truth)
+        if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+            self.narrow_env(test.operand, env, not truth)
             return
-        if isinstance(test, cst.BooleanOperation):
-            # ``a and b`` true: both are; ``a or b`` false: neither is.
-            if isinstance(test.operator, cst.And) == truth:
-                self.narrow_env(test.left, env, truth)
-                self.narrow_env(test.right, env, truth)
+        if isinstance(test, ast.BoolOp):
+            # ``a and b`` true: all are; ``a or b`` false: none is.
+            if isinstance(test.op, ast.And) == truth:
+                for value in test.values:
+                    self.narrow_env(value, env, truth)
             return
-        if isinstance(test, cst.Name) and test.value not in ("True", "False", "None"):
+        if isinstance(test, ast.Name):
             if truth:  # the falsy side may hold any falsy value: only the true side narrows
-                _narrow_to(env, test.value, none=False)
+                _narrow_to(env, test.id, none=False)
             return
-        if not (isinstance(test, cst.Comparison) and len(test.comparisons) == 1):
+        if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
             return
-        op = test.comparisons[0].operator
-        right = test.comparisons[0].comparator
+        op = test.ops[0]
+        right = test.comparators[0]
         if (
-            isinstance(test.left, cst.Name)
-            and isinstance(right, cst.Name)
-            and right.value == "None"
-            and isinstance(op, (cst.Is, cst.IsNot))
+            isinstance(test.left, ast.Name)
+            and isinstance(right, ast.Constant)
+            and right.value is None
+            and isinstance(op, (ast.Is, ast.IsNot))
         ):
-            _narrow_to(env, test.left.value, none=isinstance(op, cst.Is) == truth)
-        elif (
-            isinstance(test.left, cst.SimpleString)
-            and isinstance(right, cst.Name)
-            and isinstance(op, (cst.In, cst.NotIn))
-        ):
-            key = test.left.evaluated_value
-            if isinstance(key, str):
-                _narrow_key(env, right.value, key, present=isinstance(op, cst.In) == truth)
+            _narrow_to(env, test.left.id, none=isinstance(op, ast.Is) == truth)
+        elif isinstance(right, ast.Name) and isinstance(op, (ast.In, ast.NotIn)):
+            key = string_value(test.left)
+            if key is not None:
+                _narrow_key(env, right.id, key, present=isinstance(op, ast.In) == truth)
 
-    def bind(self, target: cst.BaseExpression, value: Value, env: Env) -> None:
-        if isinstance(target, cst.Name):
-            env.vars[target.value] = value
-        else:
-            self.bind_unknown(target, env)
-
-    def bind_unknown(self, target: cst.CSTNode, env: Env) -> None:
-        if isinstance(target, cst.Name):
-            env.vars[target.value] = Unknown(target)
-        elif isinstance(target, (cst.Tuple, cst.List)):
-            for element in target.elements:
-                self.bind_unknown(element.value, env)
-        elif isinstance(target, cst.StarredElement):
+    def bind_unknown(self, target: ast.expr, env: Env) -> None:
+        if isinstance(target, ast.Name):
+            env.vars[target.id] = Unknown(target)
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            for element in target.elts:
+                self.bind_unknown(element, env)
+        elif isinstance(target, ast.Starred):
             self.bind_unknown(target.value, env)
-        elif isinstance(target, cst.Del):
-            self.bind_unknown(target.target, env)
 
-    def assign(self, target: cst.BaseExpression, value: Value, stmt: cst.CSTNode, env: Env) -> None:
-        if isinstance(target, cst.Name):
-            env.vars[target.value] = value
-        elif isinstance(target, cst.Subscript) and isinstance(target.value, cst.Name):
+    def assign(self, target: ast.expr, value: Value, stmt: ast.stmt, env: Env) -> None:
+        if isinstance(target, ast.Name):
+            env.vars[target.id] = value
+        elif isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name):
             # kw["quantization_config"] = cfg
             key = _subscript_key(target)
-            name = target.value.value
+            name = target.value.id
             container = env.lookup(name)
             if key is None:
                 self.invalidate(name, container, env)
             else:
                 self.set_key(name, container, key, Entry(value, stmt), env)
-        elif isinstance(target, cst.Attribute) and isinstance(target.value, cst.Name):
+        elif isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
             # cfg.bnb_4bit_compute_dtype = torch.bfloat16
-            name = target.value.value
+            name = target.value.id
             container = env.lookup(name)
             if isinstance(container, BnbConfig) and not container.is_dict:
-                env.vars[name] = container.with_option(target.attr.value, Entry(value, stmt))
+                env.vars[name] = container.with_option(target.attr, Entry(value, stmt))
             elif isinstance(container, Instance):
                 # self.model_args = {...}: what any method of the class may read later
-                container.cls.instance_attrs.setdefault(target.attr.value, []).append(value)
+                container.cls.instance_attrs.setdefault(target.attr, []).append(value)
         elif (
-            isinstance(target, cst.Subscript)
-            and isinstance(target.value, cst.Attribute)
-            and isinstance(target.value.value, cst.Name)
+            isinstance(target, ast.Subscript)
+            and isinstance(target.value, ast.Attribute)
+            and isinstance(target.value.value, ast.Name)
         ):
-            container = env.lookup(target.value.value.value)
+            container = env.lookup(target.value.value.id)
             if isinstance(container, Instance):
-                container.cls.mutated.add(target.value.attr.value)
+                container.cls.mutated.add(target.value.attr)
         else:
             self.bind_unknown(target, env)
 
@@ -706,51 +751,56 @@ class ModelBuilder:
         if new is not None:
             env.vars[name] = new
 
-    def mutation(self, expr: cst.BaseExpression, env: Env) -> None:
+    def mutation(self, expr: ast.expr, env: Env) -> None:
         """``kw.update(...)``, ``kw.setdefault(...)`` and other in-place changes of a dict."""
         if (
-            isinstance(expr, cst.Call)
-            and isinstance(expr.func, cst.Attribute)
-            and isinstance(expr.func.value, cst.Attribute)
-            and isinstance(expr.func.value.value, cst.Name)
-            and expr.func.attr.value in {"update", "setdefault", "pop", "clear", "__setitem__"}
+            isinstance(expr, ast.Call)
+            and isinstance(expr.func, ast.Attribute)
+            and isinstance(expr.func.value, ast.Attribute)
+            and isinstance(expr.func.value.value, ast.Name)
+            and expr.func.attr in {"update", "setdefault", "pop", "clear", "__setitem__"}
         ):
-            owner = env.lookup(expr.func.value.value.value)
+            owner = env.lookup(expr.func.value.value.id)
             if isinstance(owner, Instance):  # self.kw.update(...): the attribute is open
-                owner.cls.mutated.add(expr.func.value.attr.value)
+                owner.cls.mutated.add(expr.func.value.attr)
             return
         if not (
-            isinstance(expr, cst.Call)
-            and isinstance(expr.func, cst.Attribute)
-            and isinstance(expr.func.value, cst.Name)
+            isinstance(expr, ast.Call)
+            and isinstance(expr.func, ast.Attribute)
+            and isinstance(expr.func.value, ast.Name)
         ):
             return
-        name = expr.func.value.value
+        name = expr.func.value.id
         container = env.lookup(name)
         if not isinstance(container, (Mapping, BnbConfig)) and not (
             isinstance(container, Choice)
             and any(isinstance(o, (Mapping, BnbConfig)) for o in flatten(container))
         ):
             return
-        method = expr.func.attr.value
+        method = expr.func.attr
+        # The arguments in source order; a keyword's value is what is read (LibCST's Arg).
+        args = [_argument_value(a) for a in call_arguments(expr)]
         if method == "update":
-            update = self.mapping_from_args(expr.args, expr, env, positional=True)
+            update = self.mapping_from_args(
+                [*expr.args, *expr.keywords], expr, env, positional=True
+            )
             if not update.complete:
                 self.invalidate(name, env.lookup(name), env)
             for key, entry in update.entries.items():
                 self.set_key(name, env.lookup(name), key, entry, env)
-        elif method == "setdefault" and expr.args:
-            key_value = self.eval(expr.args[0].value, env)
+        elif method == "setdefault" and args:
+            key_value = self.eval(args[0], env)
             current = env.lookup(name)
             entries = current.entries if isinstance(current, Mapping) else None
             if isinstance(key_value, Literal) and isinstance(key_value.value, str):
                 if entries is not None and key_value.value not in entries:
-                    default = self.eval(expr.args[1].value, env) if len(expr.args) > 1 else NONE
+                    default = self.eval(args[1], env) if len(args) > 1 else NONE
                     self.set_key(name, current, key_value.value, Entry(default, expr), env)
             else:
                 self.invalidate(name, current, env)
-        elif method == "pop" and expr.args:
-            key_value = self.eval(expr.args[0].value, env)
+        elif method == "pop" and args:
+            key_value = self.eval(args[0], env)
+
             if isinstance(key_value, Literal) and isinstance(key_value.value, str):
                 self.remove_key(name, container, key_value.value, env)
             else:
@@ -760,12 +810,13 @@ class ModelBuilder:
 
     # -- calls inside a statement ---------------------------------------------------------
 
-    def scan(self, node: cst.CSTNode, env: Env, statement: cst.CSTNode | None = None) -> None:
+    def scan(self, node: ast.AST, env: Env, statement: ast.stmt | None = None) -> None:
         """Record load sites and model method calls in one statement, in evaluation order."""
-        finder = _CallFinder()
-        node.visit(finder)
         # Inner calls are evaluated first (arguments before the call that receives them).
-        for call in reversed(finder.calls):
+        calls = self.calls.get(id(node))
+        if calls is None:  # a function run again with a call's arguments scans it again
+            calls = self.calls[id(node)] = _calls_in(node)
+        for call in reversed(calls):
             if id(call) in self.sites:
                 continue
             site = self.load_site(call, env)
@@ -775,41 +826,41 @@ class ModelBuilder:
                 self.sites[id(call)] = site
                 for variant in _variants(site):
                     self.sink.loads.append(variant)
-            elif isinstance(call.func, cst.Attribute):
+            elif isinstance(call.func, ast.Attribute):
                 receiver = self.eval(call.func.value, env)
                 if isinstance(receiver, LoadResult):
                     self.sink.uses.append(self.model_use(receiver, call, env, statement))
 
     def model_use(
-        self, receiver: LoadResult, call: cst.Call, env: Env, statement: cst.CSTNode | None
+        self, receiver: LoadResult, call: ast.Call, env: Env, statement: ast.stmt | None
     ) -> ModelUse:
         site = receiver.site
-        assert isinstance(call.func, cst.Attribute)
-        args = tuple(self.eval(a.value, env) for a in call.args if a.keyword is None and not a.star)
-        whole = isinstance(statement, cst.Expr) and statement.value is call
+        assert isinstance(call.func, ast.Attribute)
+        args = tuple(self.eval(a, env) for a in call.args if not isinstance(a, ast.Starred))
+        whole = isinstance(statement, ast.Expr) and statement.value is call
         assigned = None
         if (
-            isinstance(statement, cst.Assign)
+            isinstance(statement, ast.Assign)
             and statement.value is call
             and len(statement.targets) == 1
-            and isinstance(statement.targets[0].target, cst.Name)
+            and isinstance(statement.targets[0], ast.Name)
         ):
-            assigned = statement.targets[0].target.value
+            assigned = statement.targets[0].id
         return ModelUse(
             site,
-            call.func.attr.value,
+            call.func.attr,
             call,
             args,
-            self.mapping_from_args([a for a in call.args if a.keyword is not None], call, env),
+            self.mapping_from_args([k for k in call.keywords if k.arg is not None], call, env),
             statement,
             whole,
             assigned,
             tuple(self.blocks),
         )
 
-    def load_site(self, call: cst.Call, env: Env) -> LoadSite | None:
+    def load_site(self, call: ast.Call, env: Env) -> LoadSite | None:
         func = call.func
-        if isinstance(func, cst.Attribute) and func.attr.value == "from_pretrained":
+        if isinstance(func, ast.Attribute) and func.attr == "from_pretrained":
             receiver = self.eval(func.value, env)
             if isinstance(receiver, Instance):
                 receiver = receiver.cls  # cls.from_pretrained(...) in a classmethod
@@ -828,17 +879,18 @@ class ModelBuilder:
                 for o in receiver.options
             ):
                 return None
-            kwargs = self.mapping_from_args(call.args, call, env)
+            kwargs = self.mapping_from_args(call.keywords, call, env)
             site = LoadSite(call, "from_pretrained", name, kwargs, self.scopes[-1])
             site.alternatives = self.kwargs_alternatives(call, kwargs, env)
             return site
-        if isinstance(func, cst.Name) and func.value == "dict" and env.lookup("dict") is None:
+        if isinstance(func, ast.Name) and func.id == "dict" and env.lookup("dict") is None:
             return self.lazy_site(call, env)
         trainer = qualname(self.eval(func, env))
         if trainer is not None and trainer.split(".")[0] == "trl" and trainer.endswith("Trainer"):
             return self.trainer_site(call, env)
         if trainer in PIPELINE_NAMES:
-            kwargs = self.mapping_from_args(call.args, call, env)
+            kwargs = self.mapping_from_args(call.keywords, call, env)
+
             # pipeline() hands only model_kwargs (and its own device_map/dtype) to the model:
             # a quantization keyword given to pipeline() itself is silently ignored.
             ignored = {k: e for k, e in kwargs.entries.items() if k in PIPELINE_IGNORED}
@@ -867,17 +919,15 @@ class ModelBuilder:
 
     # -- expressions ----------------------------------------------------------------------
 
-    def eval(self, node: cst.BaseExpression, env: Env) -> Value:
-        if isinstance(node, cst.Name):
-            if node.value in ("True", "False", "None"):
-                return Literal({"True": True, "False": False, "None": None}[node.value], node)
-            value = env.lookup(node.value)
+    def eval(self, node: ast.expr, env: Env) -> Value:
+        if isinstance(node, ast.Name):
+            value = env.lookup(node.id)
             if value is None:
-                return Symbol(node.value, node)
+                return Symbol(node.id, node)
             return self.resolve(value) if isinstance(value, Symbol) else value
-        if isinstance(node, cst.Attribute):
+        if isinstance(node, ast.Attribute):
             base = self.eval(node.value, env)
-            attr = node.attr.value
+            attr = node.attr
             if isinstance(base, Symbol):
                 name = f"{base.qualname}.{attr}"
                 if base.qualname == "torch" and attr in TORCH_DTYPES:
@@ -891,27 +941,27 @@ class ModelBuilder:
                         return cls.attrs[attr]
                 return Unknown(node)
             return Unknown(node)
-        if isinstance(node, (cst.SimpleString, cst.ConcatenatedString, cst.Integer, cst.Float)):
+        if isinstance(node, ast.Constant):
             return _literal(node)
-        if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus):
-            inner = self.eval(node.expression, env)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            inner = self.eval(node.operand, env)
             if isinstance(inner, Literal) and isinstance(inner.value, (int, float)):
                 if not isinstance(inner.value, bool):
                     return Literal(-inner.value, node)
             return Unknown(node)
-        if isinstance(node, (cst.List, cst.Tuple)):
-            items = [self.eval(e.value, env) for e in node.elements]
+        if isinstance(node, (ast.List, ast.Tuple)):
+            items = [self.eval(_argument_value(e), env) for e in node.elts]
             if all(isinstance(i, Literal) for i in items) and not any(
-                isinstance(e, cst.StarredElement) for e in node.elements
+                isinstance(e, ast.Starred) for e in node.elts
             ):
                 values = [i.value for i in items if isinstance(i, Literal)]
-                return Literal(values if isinstance(node, cst.List) else tuple(values), node)
+                return Literal(values if isinstance(node, ast.List) else tuple(values), node)
             return Unknown(node)
-        if isinstance(node, cst.Dict):
+        if isinstance(node, ast.Dict):
             return self.dict_literal(node, env)
-        if isinstance(node, cst.IfExp):
+        if isinstance(node, ast.IfExp):
             return Choice((self.eval(node.body, env), self.eval(node.orelse, env)), node)
-        if isinstance(node, cst.Call):
+        if isinstance(node, ast.Call):
             return self.call(node, env)
         return Unknown(node)
 
@@ -922,7 +972,7 @@ class ModelBuilder:
         value = self.project.lookup(symbol.qualname, self.path)
         return symbol if value is None else value
 
-    def instance_attr(self, cls: ClassValue, attr: str, node: cst.CSTNode) -> Value:
+    def instance_attr(self, cls: ClassValue, attr: str, node: ast.AST) -> Value:
         """``self.<attr>``: every value the class (or a project base) assigns to it, or the
         class attribute; a mapping changed in place somewhere is open."""
         values: list[Value] = []
@@ -955,26 +1005,27 @@ class ModelBuilder:
             value = opened[0] if len(opened) == 1 else Choice(tuple(opened), node)
         return value
 
-    def call_function(self, fn: Function, node: cst.Call, env: Env) -> Value:
+    def call_function(self, fn: Function, node: ast.Call, env: Env) -> Value:
         """A call of a function of the project: its returns, and, when some argument is known,
         a walk of its body with them (so loads inside see what this call passes)."""
         owner = fn.owner if fn.owner is not None else self
         # Up to a ``*args`` splat (after it, positions are unknown): the keywords as any call
         # receives them, and the positional values.
-        star = next((i for i, a in enumerate(node.args) if a.star == "*"), len(node.args))
-        before = node.args[:star]
-        args = [self.eval(a.value, env) for a in before if a.keyword is None and a.star == ""]
+        every = call_arguments(node)
+        star = next((i for i, a in enumerate(every) if isinstance(a, ast.Starred)), len(every))
+        before = every[:star]
+        args = [self.eval(a, env) for a in before if not isinstance(a, ast.keyword)]
         passed = self.mapping_from_args(before, node, env)
         kwargs = dict(passed.entries)
-        exact = passed.complete and star == len(node.args)
+        exact = passed.complete and star == len(every)
         bound_self = None
-        if isinstance(node.func, cst.Attribute) and fn.cls is not None:
+        if isinstance(node.func, ast.Attribute) and fn.cls is not None:
             receiver = self.eval(node.func.value, env)
             if isinstance(receiver, Instance):
                 bound_self = receiver
         returns: list[Value] | None = None
         if any(_informative(v) for v in (*args, *(e.value for e in kwargs.values()))):
-            name = fn.node.name.value
+            name = fn.node.name
             hop = Hop(name, node, self)
             returns = owner.run_specialized(
                 fn, args if exact or args else args, kwargs, hop, self.sink, bound_self, exact
@@ -985,7 +1036,7 @@ class ModelBuilder:
             return NONE
         return returns[0] if len(returns) == 1 else Choice(tuple(returns), node)
 
-    def call(self, node: cst.Call, env: Env) -> Value:
+    def call(self, node: ast.Call, env: Env) -> Value:
         site = self.sites.get(id(node))
         if site is not None:
             if site.api == "trl" or site.lazy:
@@ -996,20 +1047,22 @@ class ModelBuilder:
         if name in BNB_CONFIG_NAMES:
             config = self.configs.get(id(node))
             if config is None:
-                options = self.mapping_from_args(node.args, node, env)
-                if any(a.keyword is None and a.star == "" for a in node.args):
+                options = self.mapping_from_args(node.keywords, node, env)
+                if any(not isinstance(a, ast.Starred) for a in node.args):
                     # BitsAndBytesConfig(True): a positional load_in_8bit, not in ``options``.
                     options = Mapping(options.entries, node, complete=False)
                 config = self.configs[id(node)] = BnbConfig(options, node, owner=self)
             return config
         if name is not None and name.split(".")[0] == "trl" and name.endswith("Config"):
-            options = self.mapping_from_args(node.args, node, env)
+            options = self.mapping_from_args(node.keywords, node, env)
             entry = options.entries.get("model_init_kwargs")
             return TrlConfig(entry.value if entry is not None else None, node)
         if name is not None and _other_quant_config(name):
             return OtherConfig(name, node)
         if name == "dict":
-            mapping = self.mapping_from_args(node.args, node, env, positional=True)
+            mapping = self.mapping_from_args(
+                [*node.args, *node.keywords], node, env, positional=True
+            )
             kind = mapping.entries.get("type")
             if kind is not None and qualname(kind.value) in BNB_CONFIG_NAMES:
                 # mmengine's lazy config (xtuner): the registry calls BitsAndBytesConfig(**rest)
@@ -1024,17 +1077,17 @@ class ModelBuilder:
             return self.call_function(func, node, env)
         if isinstance(func, ClassValue) and not func.external_bases():
             return Instance(func, node)
-        if isinstance(node.func, cst.Attribute) and node.func.attr.value in SELF_RETURNING:
+        if isinstance(node.func, ast.Attribute) and node.func.attr in SELF_RETURNING:
             receiver = self.eval(node.func.value, env)
             if isinstance(receiver, LoadResult):
                 return receiver
         return Unknown(node)
 
-    def dict_literal(self, node: cst.Dict, env: Env) -> Value:
+    def dict_literal(self, node: ast.Dict, env: Env) -> Value:
         entries: dict[str, Entry] = {}
         complete = True
-        for element in node.elements:
-            if isinstance(element, cst.StarredDictElement):
+        for element in dict_items(node):
+            if element.key is None:  # **splat
                 inner = self.as_mapping(self.eval(element.value, env))
                 if inner is None or not inner.complete:
                     entries = _opened(Mapping(entries, node)).entries
@@ -1044,7 +1097,6 @@ class ModelBuilder:
                     entries.update(inner.entries)
                     complete = complete and inner.complete
                 continue
-            assert isinstance(element, cst.DictElement)
             key = self.eval(element.key, env)
             if isinstance(key, Literal) and isinstance(key.value, str):
                 entries[key.value] = Entry(self.eval(element.value, env), element, node)
@@ -1054,14 +1106,15 @@ class ModelBuilder:
 
     def as_config(self, mapping: Mapping) -> Value:
         """A dict with bitsandbytes keys is a dict config; anything else a plain mapping."""
-        if any(k in mapping.entries for k in ("load_in_4bit", "load_in_8bit")) and not any(
-            k in mapping.entries for k in ("quantization_config", "device_map")
+        node = mapping.node
+        if (
+            isinstance(node, (ast.Call, ast.Dict))
+            and any(k in mapping.entries for k in ("load_in_4bit", "load_in_8bit"))
+            and not any(k in mapping.entries for k in ("quantization_config", "device_map"))
         ):
-            config = self.configs.get(id(mapping.node))
+            config = self.configs.get(id(node))
             if config is None or config.options is not mapping:
-                config = self.configs[id(mapping.node)] = BnbConfig(
-                    mapping, mapping.node, True, owner=self
-                )
+                config = self.configs[id(node)] = BnbConfig(mapping, node, True, owner=self)
             return config
         return mapping
 
@@ -1087,19 +1140,19 @@ class ModelBuilder:
             return None
         return _merge_mappings([o for o in options if o is not None])
 
-    def lazy_site(self, call: cst.Call, env: Env) -> LoadSite | None:
+    def lazy_site(self, call: ast.Call, env: Env) -> LoadSite | None:
         """``dict(type=AutoModelForCausalLM.from_pretrained, ...)``: an mmengine lazy config
         (xtuner) whose registry calls ``type(**rest)``, a load with the other keywords."""
-        kind = next((a for a in call.args if a.keyword and a.keyword.value == "type"), None)
+        kind = next((k for k in call.keywords if k.arg == "type"), None)
         if kind is None or not (
-            isinstance(kind.value, cst.Attribute) and kind.value.attr.value == "from_pretrained"
+            isinstance(kind.value, ast.Attribute) and kind.value.attr == "from_pretrained"
         ):
             return None
         receiver = self.eval(kind.value.value, env)
         name = qualname(receiver)
         if name is None or _foreign(name) or not _loader_name(name):
             return None
-        mapping = self.mapping_from_args(call.args, call, env)
+        mapping = self.mapping_from_args(call.keywords, call, env)
         rest = {k: e for k, e in mapping.entries.items() if k != "type"}
         site = LoadSite(
             call, "from_pretrained", name, Mapping(rest, call, mapping.complete), self.scopes[-1]
@@ -1107,17 +1160,17 @@ class ModelBuilder:
         site.lazy = True
         return site
 
-    def trainer_site(self, call: cst.Call, env: Env) -> LoadSite | None:
+    def trainer_site(self, call: ast.Call, env: Env) -> LoadSite | None:
         """``SFTTrainer(model="id", args=SFTConfig(model_init_kwargs={...}))``: TRL loads the
         model itself, with those keywords (TRL 1.x ``create_model_from_path``)."""
-        positional = [a for a in call.args if a.keyword is None and not a.star]
-        named = {a.keyword.value: a for a in call.args if a.keyword is not None}
+        positional = [a for a in call.args if not isinstance(a, ast.Starred)]
+        named = {k.arg: k.value for k in call.keywords if k.arg is not None}
         model_arg = named.get("model") or (positional[0] if positional else None)
         args_arg = named.get("args") or (positional[1] if len(positional) > 1 else None)
         if model_arg is None or args_arg is None:
             return None
-        model = self.eval(model_arg.value, env)
-        config = self.eval(args_arg.value, env)
+        model = self.eval(model_arg, env)
+        config = self.eval(args_arg, env)
         if not (isinstance(model, Literal) and isinstance(model.value, str)):
             return None  # an instantiated model: model_init_kwargs are not used
         if not isinstance(config, TrlConfig) or config.model_init_kwargs is None:
@@ -1128,26 +1181,24 @@ class ModelBuilder:
         receiver = "transformers.AutoModelForCausalLM"
         return LoadSite(call, "trl", receiver, kwargs, self.scopes[-1])
 
-    def kwargs_alternatives(self, call: cst.Call, kwargs: Mapping, env: Env) -> list[Mapping]:
+    def kwargs_alternatives(self, call: ast.Call, kwargs: Mapping, env: Env) -> list[Mapping]:
         """The keywords of a call, one mapping per path, when what it receives was written
         differently on the branches of an ``if`` (a ``**kwargs`` dict, a config variable).
         Values joined by the same branches are picked together: a dict and a config set in
         the same ``elif`` reach the load together, never one without the other. Empty when
         there is one path."""
         joins: dict[int, int] = {}
-        values: list[tuple[cst.Arg, Value]] = []
-        for arg in call.args:
-            if arg.keyword is not None:
-                entry = kwargs.entries.get(arg.keyword.value)
+        values: list[tuple[ast.keyword, Value]] = []
+        for arg in call.keywords:
+            if arg.arg is not None:
+                entry = kwargs.entries.get(arg.arg)
                 if entry is None or entry.node is not arg:
                     return []  # overridden by a later splat: keep the merged view
                 values.append((arg, entry.value))
-            elif arg.star == "**":
-                if not isinstance(arg.value, cst.Name):
+            else:  # **splat
+                if not isinstance(arg.value, ast.Name):
                     return []  # evaluating it again could have effects: merged view
                 values.append((arg, self.eval(arg.value, env)))
-            else:
-                continue
             _collect_joins(values[-1][1], joins, 0)
         if not joins:
             return []
@@ -1165,8 +1216,8 @@ class ModelBuilder:
             complete = True
             for arg, value in values:
                 selected = _select(value, chosen, 0)
-                if arg.keyword is not None:
-                    entries[arg.keyword.value] = Entry(selected, arg, call)
+                if arg.arg is not None:
+                    entries[arg.arg] = Entry(selected, arg, call)
                     continue
                 inner = self.as_mapping(selected)
                 if inner is None:
@@ -1185,7 +1236,7 @@ class ModelBuilder:
             return self.group_by_keys(out, call)
         return out
 
-    def group_by_keys(self, mappings: list[Mapping], call: cst.Call) -> list[Mapping]:
+    def group_by_keys(self, mappings: list[Mapping], call: ast.Call) -> list[Mapping]:
         """Many paths: one mapping per set of keys, values that differ joined into choices."""
         groups: dict[tuple[frozenset[str], bool], list[Mapping]] = {}
         for m in mappings:
@@ -1201,26 +1252,29 @@ class ModelBuilder:
         return out
 
     def mapping_from_args(
-        self, args: Sequence[cst.Arg], node: cst.CSTNode, env: Env, positional: bool = False
+        self, args: Sequence[Argument], node: ast.Call, env: Env, positional: bool = False
     ) -> Mapping:
-        """The keywords a call receives, ``**splats`` merged in order.
+        """The keywords a call receives, ``**splats`` merged in order: ``args`` are the call's
+        arguments in source order (``call.keywords`` when positional ones do not matter).
 
         ``positional``: positional arguments are mappings too (``dict(m, k=v)``, ``d.update(m)``).
         """
         entries: dict[str, Entry] = {}
         complete = True
         for arg in args:
-            if arg.keyword is not None:
-                entries[arg.keyword.value] = Entry(self.eval(arg.value, env), arg, node)
-            elif arg.star == "**":
-                inner = self.as_mapping(self.eval(arg.value, env))
+            if isinstance(arg, ast.keyword):
+                if arg.arg is not None:
+                    entries[arg.arg] = Entry(self.eval(arg.value, env), arg, node)
+                    continue
+                inner = self.as_mapping(self.eval(arg.value, env))  # **splat
                 if inner is None:
                     complete = False
                 else:
                     entries.update(inner.entries)
                     complete = complete and inner.complete
-            elif arg.star == "" and positional:
-                inner = self.as_mapping(self.eval(arg.value, env))
+            elif positional and not isinstance(arg, ast.Starred):
+                inner = self.as_mapping(self.eval(arg, env))
+
                 if inner is None or not inner.complete:
                     entries = _opened(Mapping(entries, node)).entries
                 if inner is None:
@@ -1231,22 +1285,16 @@ class ModelBuilder:
         return Mapping(entries, node, complete)
 
 
-def _dotted(node: cst.BaseExpression) -> str:
-    if isinstance(node, cst.Name):
-        return node.value
-    if isinstance(node, cst.Attribute):
-        return f"{_dotted(node.value)}.{node.attr.value}"
-    return ""
+def _argument_value(arg: Argument) -> ast.expr:
+    """What an argument (or a list element) reads: a keyword's or a ``*starred``'s value."""
+    if isinstance(arg, (ast.keyword, ast.Starred)):
+        return arg.value
+    return arg
 
 
-def _subscript_key(target: cst.Subscript) -> str | None:
-    if len(target.slice) != 1:
-        return None
-    index = target.slice[0].slice
-    if isinstance(index, cst.Index) and isinstance(index.value, cst.SimpleString):
-        value = index.value.evaluated_value
-        return value if isinstance(value, str) else None
-    return None
+def _subscript_key(target: ast.Subscript) -> str | None:
+    """``"k"`` of ``name["k"]``."""
+    return string_value(target.slice)
 
 
 # A value that is one of more than this many alternatives (a dict changed by many ``if``s:
@@ -1288,15 +1336,9 @@ def _merge_mappings(maps: list[Mapping], absent: Value | None = None) -> Mapping
     return Mapping(entries, maps[0].node, all(m.complete for m in maps))
 
 
-def _within(inner: cst.CSTNode, outer: cst.CSTNode) -> bool:
+def _within(inner: ast.AST, outer: ast.AST) -> bool:
     """Whether ``inner`` is ``outer`` or one of its descendants (by identity)."""
-    todo: list[cst.CSTNode] = [outer]
-    while todo:
-        node = todo.pop()
-        if node is inner:
-            return True
-        todo.extend(node.children)
-    return False
+    return any(node is inner for node in ast.walk(outer))
 
 
 def _collect_joins(
@@ -1492,16 +1534,13 @@ def _variants(site: LoadSite) -> list[LoadSite]:
     return [site]
 
 
-def _init_rank(node: cst.CSTNode) -> int:
-    name = node.name.value if isinstance(node, cst.FunctionDef) else ""
+def _init_rank(node: ast.AST) -> int:
+    name = node.name if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) else ""
     return INIT_METHODS.index(name) if name in INIT_METHODS else len(INIT_METHODS)
 
 
-def _is_static(node: cst.FunctionDef) -> bool:
-    return any(
-        isinstance(d.decorator, cst.Name) and d.decorator.value == "staticmethod"
-        for d in node.decorators
-    )
+def _is_static(node: FunctionNode) -> bool:
+    return any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in node.decorator_list)
 
 
 def _foreign(name: str) -> bool:
@@ -1553,17 +1592,17 @@ def _interesting_names(env: Env) -> frozenset[str]:
 
 
 def build_model(
-    module: cst.Module,
+    tree: ast.Module,
     source: str,
-    tree: ast.Module | None = None,
     project: Project | None = None,
     path: str | None = None,
 ) -> ModuleModel:
-    """The analysis model of a module; ``tree`` (its stdlib AST, when the caller has it) lets
-    the walk skip function bodies that cannot matter; ``project`` resolves imports of project
+    """The analysis model of a module: ``tree`` is the stdlib AST of ``source``
+    (``bnblint.parse.parse_ast``), which every node of the model belongs to; its index lets the
+    walk skip function bodies that cannot matter. ``project`` resolves imports of project
     modules."""
-    index = FunctionIndex(tree) if tree is not None else None
-    builder = ModelBuilder(module, source, index, project, path)
+    builder = ModelBuilder(tree, source, FunctionIndex(tree), project, path)
+
     if project is not None and path is not None:
         project.register(path, builder, source)
     model = builder.build()

@@ -6,9 +6,10 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     # Only for annotations: the builder imports this module at run time.
-    import libcst as cst
+    import ast
 
     from bnblint.analysis.builder import Hop, ModelBuilder
+    from bnblint.analysis.syntax import Node
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from functools import cached_property
 from typing import Literal as L
 
 from bnblint.analysis.context import distributed_reason
+from bnblint.analysis.syntax import Positions
 from bnblint.analysis.values import (
     BnbConfig,
     Entry,
@@ -49,7 +51,7 @@ class Field:
 
     state: State
     value: Value | None = None
-    node: cst.CSTNode | None = None  # the Arg / DictElement that sets it
+    node: Node | None = None  # the ast.keyword / DictItem / statement that sets it
 
     @property
     def absent(self) -> bool:
@@ -96,11 +98,12 @@ def config_mode(config: BnbConfig) -> Mode:
 class LoadSite:
     """A call that loads a model: ``<cls>.from_pretrained(...)`` or ``pipeline(...)``."""
 
-    call: cst.Call
+    call: ast.Call
     api: L["from_pretrained", "pipeline", "trl"]  # trl: a trainer given a model id
     receiver: str | None  # qualified name of the class, when known
     kwargs: Mapping  # every keyword that reaches the model load, splats and model_kwargs merged
-    scope: cst.CSTNode  # the function (or module) the call is in
+    # The function, class body or module the call is in.
+    scope: ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
     quantization: Quantization | None = None
     quantization_state: State = State.ABSENT
     # Every bitsandbytes config that may reach this load, even when its mode is unknown.
@@ -110,8 +113,11 @@ class LoadSite:
     model_kwargs: Mapping | None = None
     # Quantization keywords given to pipeline() itself, which never reach the model.
     ignored: dict[str, Entry] = field(default_factory=dict)
-    # The nested blocks (ids of the function/class body and of each if/for/while/try/with/match
-    # suite) the call is in; a statement with the same ``block`` runs exactly when it does.
+    # The nested blocks the call is in: the id of the function (or class) node whose body holds
+    # it, then the id of each statement list it is nested in (``id(node.body)``,
+    # ``id(node.orelse)``, ``id(handler.body)``, ``id(node.finalbody)``, ``id(case.body)``; an
+    # ``elif`` adds no block of its own, its body does); empty at module level. A statement
+    # with the same ``block`` runs exactly when it does.
     block: tuple[int, ...] = ()
     # The calls with known arguments through which this load was reached (outermost first);
     # empty for the load as its own function sees it.
@@ -162,10 +168,12 @@ class ModelUse:
 
     site: LoadSite
     method: str
-    call: cst.Call
+    call: ast.Call
     args: tuple[Value, ...]  # positional arguments, evaluated
     kwargs: Mapping  # keyword arguments, evaluated
-    statement: cst.CSTNode | None  # the small statement holding the call, if it is one
+    # The simple (not compound) statement holding the call, if it is in one; None for a call in
+    # the header of a compound statement (an ``if`` test, a ``for`` iterable, a ``with`` item).
+    statement: ast.stmt | None
     whole_statement: bool = False  # the statement is just this call (``model.half()``)
     assigned_to: str | None = None  # ``name = <this call>``
     block: tuple[int, ...] = ()  # as ``LoadSite.block``
@@ -175,7 +183,7 @@ class ModelUse:
 class ModuleModel:
     """Everything the rules may read about one module."""
 
-    module: cst.Module
+    module: ast.Module
     loads: list[LoadSite]
     uses: list[ModelUse]
     torch_alias: str | None  # the module-level name bound to ``torch``, if any
@@ -191,6 +199,22 @@ class ModuleModel:
 
     # A notebook is one process: only ``notebook_launcher`` starts more.
     notebook: bool = False
+
+    @cached_property
+    def positions(self) -> Positions:
+        """Rows and character columns of this module's nodes (of ``source``)."""
+        builder = self.builder
+        if builder is not None and builder.source is self.source:
+            return builder.positions
+        return Positions(self.source)
+
+    def source_of(self, node: Node, owner: ModelBuilder | None = None) -> str:
+        """The exact source text of an expression node (without the parentheses around it):
+        from ``owner``'s module when given and not this module's builder (a node of another
+        project module, e.g. a config written there), else from this module."""
+        if owner is not None and owner is not self.builder:
+            return owner.positions.segment(node)
+        return self.positions.segment(node)
 
     @cached_property
     def distributed(self) -> str | None:

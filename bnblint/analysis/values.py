@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     # Only for annotations: the builder and the model import this module at run time.
-    import libcst as cst
+    import ast
 
     from bnblint.analysis.builder import ModelBuilder
     from bnblint.analysis.model import LoadSite
+    from bnblint.analysis.syntax import Node
 
 from dataclasses import dataclass, field
 from typing import Union
@@ -36,7 +37,7 @@ TORCH_DTYPES: dict[str, str] = {
 class Unknown:
     """An expression whose value cannot be known statically."""
 
-    node: cst.CSTNode | None
+    node: Node | None  # an ast node, or the DictItem / keyword of an entry it stands for
     reason: str = "not statically known"
 
 
@@ -63,7 +64,7 @@ class Literal:
     """A Python literal: str, int, float, bool or None."""
 
     value: object
-    node: cst.CSTNode | None
+    node: ast.AST | None
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,7 +72,7 @@ class Dtype:
     """A torch dtype, written as an attribute (``torch.float16``) or a string (``"float16"``)."""
 
     name: str
-    node: cst.CSTNode | None
+    node: ast.AST | None
     spelled_as_string: bool = False
 
 
@@ -80,7 +81,7 @@ class Symbol:
     """A module or an imported object, by qualified name (``transformers.AutoModel``)."""
 
     qualname: str
-    node: cst.CSTNode | None = None
+    node: ast.AST | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,10 +89,10 @@ class Entry:
     """One key of a mapping or keyword of a call: its value and where it was set."""
 
     value: Value
-    node: cst.CSTNode  # the Arg, DictElement or statement that set it
-    # The call whose argument list holds ``node`` (an Arg) or the dict literal holding it (a
-    # DictElement); None when set by a statement or merged from several places.
-    container: cst.CSTNode | None = None
+    node: Node  # the ast.keyword, DictItem or statement that set it
+    # The ast.Call whose ``keywords`` hold ``node`` (an ast.keyword) or the ast.Dict holding it
+    # (a DictItem); None when set by a statement or merged from several places.
+    container: ast.Call | ast.Dict | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,7 +104,7 @@ class Mapping:
     """
 
     entries: dict[str, Entry]
-    node: cst.CSTNode
+    node: ast.AST
     complete: bool = True
 
     def with_entry(self, key: str, entry: Entry) -> Mapping:
@@ -120,7 +121,7 @@ class BnbConfig:
     """
 
     options: Mapping
-    node: cst.CSTNode
+    node: ast.Call | ast.Dict
     is_dict: bool = False
     owner: ModelBuilder | None = None  # the builder of the module it is written in
 
@@ -137,7 +138,7 @@ class OtherConfig:
     """A quantization config of another method (GPTQ, AWQ, TorchAo, diffusers' bnb config...)."""
 
     qualname: str
-    node: cst.CSTNode
+    node: ast.AST
 
 
 @dataclass(frozen=True, eq=False)
@@ -145,7 +146,7 @@ class Choice:
     """One of several values, depending on a run-time condition (``a if c else b``, branches)."""
 
     options: tuple[Value, ...]
-    node: cst.CSTNode | None = None
+    node: ast.AST | None = None
     # Set when the choice is the join of branches (``if``/``else``, ``try``, loops): then
     # ``options[branches[i]]`` is the value on branch ``i``, and every choice made by the same
     # join picks the same branch on one path (a kwargs dict and a config written in one ``if``).
@@ -158,7 +159,7 @@ class LoadResult:
     """The object returned by a model load (the model)."""
 
     site: LoadSite
-    node: cst.CSTNode | None = None
+    node: ast.AST | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,7 +171,7 @@ class Function:
     method it is.
     """
 
-    node: cst.FunctionDef
+    node: ast.FunctionDef | ast.AsyncFunctionDef
     returns: list[Value] = field(default_factory=list)
     owner: ModelBuilder | None = None
     cls: ClassValue | None = None
@@ -187,7 +188,7 @@ class ClassValue:
     """
 
     name: str
-    node: cst.ClassDef
+    node: ast.ClassDef
     bases: tuple[Value, ...] = ()
     attrs: dict[str, Value] = field(default_factory=dict)
     instance_attrs: dict[str, list[Value]] = field(default_factory=dict)
@@ -218,7 +219,7 @@ class TrlConfig:
     model id, TRL loads the model with ``from_pretrained(model_id, **model_init_kwargs)``."""
 
     model_init_kwargs: Value | None
-    node: cst.CSTNode
+    node: ast.AST
 
 
 @dataclass(frozen=True, eq=False)
@@ -226,7 +227,7 @@ class Instance:
     """``self`` (or ``cls``) inside a method of a project class."""
 
     cls: ClassValue
-    node: cst.CSTNode | None = None
+    node: ast.AST | None = None
 
 
 Value = Union[

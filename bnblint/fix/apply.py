@@ -22,28 +22,27 @@ from libcst.metadata import (
     CodeRange,
     MetadataWrapper,
     ParentNodeProvider,
-    PositionProvider,
     WhitespaceInclusivePositionProvider,
 )
 
-from bnblint.diagnostics import (
-    AddDictEntry,
-    AddImport,
-    AddImportFrom,
-    AddKeyword,
-    Location,
-    Operation,
-    RemoveDictEntry,
-    RemoveKeyword,
-    RemoveStatement,
-    ReplaceNode,
-    TextEdit,
-)
+from bnblint.diagnostics import AddImport, AddImportFrom, Location, Operation, TextEdit
 from bnblint.fix.args import append_dict_entry, append_keyword, remove_dict_entry, remove_keyword
+from bnblint.fix.nodes import (
+    CstAddDictEntry,
+    CstAddKeyword,
+    CstDocument,
+    CstOperation,
+    CstRemoveDictEntry,
+    CstRemoveKeyword,
+    CstRemoveStatement,
+    CstReplaceNode,
+    Unmapped,
+)
+from bnblint.fix.nodes import forget as forget_documents
 
 
 class _Applier(cst.CSTTransformer):
-    def __init__(self, operations: Iterable[Operation]) -> None:
+    def __init__(self, operations: Iterable[CstOperation]) -> None:
         super().__init__()
         self.keywords: dict[int, dict[str, str]] = {}
         self.entries: dict[int, dict[str, str]] = {}
@@ -62,23 +61,23 @@ class _Applier(cst.CSTTransformer):
             target = _target(op)
             if target is not None:
                 self.written.setdefault(id(target), []).append(_written(op))
-            if isinstance(op, AddKeyword):
+            if isinstance(op, CstAddKeyword):
                 # setdefault: two fixes adding the same keyword to one call apply once.
                 self.keywords.setdefault(id(op.call), {}).setdefault(op.name, op.value)
-            elif isinstance(op, AddDictEntry):
+            elif isinstance(op, CstAddDictEntry):
                 self.entries.setdefault(id(op.dict), {}).setdefault(op.key, op.value)
             elif isinstance(op, AddImport) and op.module not in self.imports:
                 self.imports.append(op.module)
             elif isinstance(op, AddImportFrom):
                 if (op.module, op.name) not in self.from_imports:
                     self.from_imports.append((op.module, op.name))
-            elif isinstance(op, RemoveKeyword):
+            elif isinstance(op, CstRemoveKeyword):
                 self.removed_keywords.setdefault(id(op.call), []).append(op.name)
-            elif isinstance(op, RemoveDictEntry):
+            elif isinstance(op, CstRemoveDictEntry):
                 self.removed_entries.setdefault(id(op.dict), []).append(op.key)
-            elif isinstance(op, ReplaceNode):
+            elif isinstance(op, CstReplaceNode):
                 self.replacements.setdefault(id(op.node), op.code)
-            elif isinstance(op, RemoveStatement):
+            elif isinstance(op, CstRemoveStatement):
                 self.removed_statements.add(id(op.statement))
 
     def on_visit(self, node: cst.CSTNode) -> bool:
@@ -130,11 +129,11 @@ class _Applier(cst.CSTTransformer):
         )
 
 
-def _written(op: Operation) -> str:
+def _written(op: CstOperation) -> str:
     """The source an operation writes (where a name it needs may appear)."""
-    if isinstance(op, (AddKeyword, AddDictEntry)):
+    if isinstance(op, (CstAddKeyword, CstAddDictEntry)):
         return op.value
-    return op.code if isinstance(op, ReplaceNode) else ""
+    return op.code if isinstance(op, CstReplaceNode) else ""
 
 
 def first_use(uses: Iterable[tuple[int, str]], name: str, default: int) -> int:
@@ -268,7 +267,7 @@ def _parse_like(original: cst.CSTNode, code: str) -> cst.CSTNode:
         return call.args[0].with_changes(
             comma=original.comma, whitespace_after_arg=original.whitespace_after_arg
         )
-    if isinstance(original, cst.DictElement):
+    if isinstance(original, (cst.DictElement, cst.StarredDictElement)):
         d = cst.parse_expression(f"{{{code}}}")
         assert isinstance(d, cst.Dict)
         return d.elements[0].with_changes(comma=original.comma)
@@ -404,7 +403,7 @@ def _imports_module(module: cst.Module, name: str, limit: int) -> bool:
     return False
 
 
-def apply_operations(module: cst.Module, operations: Iterable[Operation]) -> cst.Module:
+def apply_operations(module: cst.Module, operations: Iterable[CstOperation]) -> cst.Module:
     return module.visit(_Applier(operations))
 
 
@@ -495,16 +494,8 @@ class _Tree:
         )
         self.parents = cast("Mapping[cst.CSTNode, cst.CSTNode]", meta[ParentNodeProvider])
         self._top = {id(stmt): i for i, stmt in enumerate(module.body)}
-        self._starts: Mapping[cst.CSTNode, CodeRange] | None = None
         self.import_edits: dict[object, tuple[int, int, str] | None] = {}
         self.bindings = top_bindings(module)
-
-    def starts(self) -> Mapping[cst.CSTNode, CodeRange]:
-        """Finding positions (``PositionProvider``), resolved once when asked."""
-        if self._starts is None:
-            wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
-            self._starts = wrapper.resolve(PositionProvider)
-        return self._starts
 
     def offsets(self, node: cst.CSTNode) -> tuple[int, int]:
         span = self.spans[node]
@@ -539,11 +530,11 @@ class _Tree:
         new._codegen(state)
         return "".join(state.tokens)
 
-    def anchor(self, op: Operation) -> cst.CSTNode | None:
+    def anchor(self, op: CstOperation) -> cst.CSTNode | None:
         """The node regenerated for ``op`` (None for an import): its target, or for a removed
         statement the line, or the block it empties (which then gets ``pass``)."""
         target = _target(op)
-        if not isinstance(op, RemoveStatement) or target is None:
+        if not isinstance(op, CstRemoveStatement) or target is None:
             return target
         line = self.parents.get(target)
         if isinstance(line, cst.SimpleStatementLine) and len(line.body) == 1:
@@ -552,7 +543,7 @@ class _Tree:
                 return block
         return line if line is not None else target
 
-    def render(self, anchor: cst.CSTNode, ops: Sequence[Operation]) -> tuple[int, int, str]:
+    def render(self, anchor: cst.CSTNode, ops: Sequence[CstOperation]) -> tuple[int, int, str]:
         """``anchor`` transformed by ``ops`` alone, as a replacement of its span."""
         new = anchor.visit(_Applier(ops))
         start, end = self.offsets(anchor)
@@ -565,7 +556,7 @@ class _Tree:
 
     def imports(
         self,
-        ops: Sequence[Operation],
+        ops: Sequence[CstOperation],
         before: Callable[[str], int],
         late: Sequence[tuple[int, str]] = (),
     ) -> tuple[int, int, str] | None:
@@ -591,7 +582,7 @@ class _Tree:
         code = "".join(self.code(old[lo], stmt) for stmt in new[lo:hi_new])
         return start, end, code
 
-    def import_edit(self, op: Operation, limit: int) -> tuple[int, int, str] | None:
+    def import_edit(self, op: CstOperation, limit: int) -> tuple[int, int, str] | None:
         key = (op, limit)
         if key not in self.import_edits:  # the same import recurs in every load's fix
             self.import_edits[key] = self.imports([op], lambda _: limit)
@@ -619,27 +610,22 @@ def _tree(module: cst.Module, index: LineIndex) -> _Tree:
     return tree
 
 
-def node_starts(module: cst.Module, text: str) -> Mapping[cst.CSTNode, CodeRange]:
-    """The module's node positions as findings give them (``PositionProvider``)."""
-    return _tree(module, LineIndex(text)).starts()
-
-
-def _groups(operations: Iterable[Operation]) -> list[list[Operation]]:
+def _groups(operations: Iterable[CstOperation]) -> list[list[CstOperation]]:
     """The operations by edited node (one group per import): the operations on one node are
     applied together (removing one keyword and adding another to a call must compose)."""
-    groups: dict[int, list[Operation]] = {}
+    groups: dict[int, list[CstOperation]] = {}
     for op in operations:
         target = _target(op)
         groups.setdefault(id(op) if target is None else id(target), []).append(op)
     return list(groups.values())
 
 
-def _is_import_op(op: Operation) -> bool:
+def _is_import_op(op: CstOperation) -> bool:
     return isinstance(op, (AddImport, AddImportFrom))
 
 
 def edits_for(
-    module: cst.Module, operations: Sequence[Operation], index: LineIndex
+    module: cst.Module, operations: Sequence[CstOperation], index: LineIndex
 ) -> list[TextEdit]:
     """The text edits of one fix, each computed on the original text: one per import and one
     per edited node. None where LibCST does not reproduce the text (no position is right)."""
@@ -687,28 +673,31 @@ def edits_for(
     return sorted(edits, key=lambda e: e.location)
 
 
-def _target(op: Operation) -> cst.CSTNode | None:
-    if isinstance(op, (AddKeyword, RemoveKeyword)):
+def _target(op: CstOperation) -> cst.CSTNode | None:
+    if isinstance(op, (CstAddKeyword, CstRemoveKeyword)):
         return op.call
-    if isinstance(op, (AddDictEntry, RemoveDictEntry)):
+    if isinstance(op, (CstAddDictEntry, CstRemoveDictEntry)):
         return op.dict
-    if isinstance(op, ReplaceNode):
+    if isinstance(op, CstReplaceNode):
         return op.node
-    if isinstance(op, RemoveStatement):
+    if isinstance(op, CstRemoveStatement):
         return op.statement
     return None
 
 
-def _claim(op: Operation) -> tuple[tuple[object, ...], str] | None:
+def _claim(op: CstOperation) -> tuple[tuple[object, ...], str] | None:
     """What an operation decides, and how: two fixes that decide one thing differently in one
     pass would see only the first applied (the other waits for the next pass)."""
-    if isinstance(op, AddKeyword):
+    if isinstance(op, CstAddKeyword):
         return ("keyword", id(op.call), op.name), op.value
-    if isinstance(op, AddDictEntry):
+    if isinstance(op, CstAddDictEntry):
         return ("entry", id(op.dict), op.key), op.value
-    if isinstance(op, ReplaceNode):
+    if isinstance(op, CstReplaceNode):
         return ("node", id(op.node)), op.code
     return None
+
+
+EXACT_PROBLEM = "LibCST does not reproduce this text byte for byte"
 
 
 @dataclass
@@ -722,13 +711,13 @@ class FixPass:
     problem: str | None = None  # why ``text`` must not be used
 
 
-def apply_fixes(module: cst.Module, text: str, fixes: Sequence[Sequence[Operation]]) -> FixPass:
+def apply_fixes(module: cst.Module, text: str, fixes: Sequence[Sequence[CstOperation]]) -> FixPass:
     """Apply the fixes that change the text and do not conflict with an earlier one, in one
     transform, and check that the result differs from ``text`` only in their edits."""
     index = LineIndex(text)
     tree = _tree(module, index)
     if not tree.exact:
-        return FixPass(text, problem="LibCST does not reproduce this text byte for byte")
+        return FixPass(text, problem=EXACT_PROBLEM)
     claims: dict[tuple[object, ...], str] = {}
     chosen: list[int] = []
     for i, ops in enumerate(fixes):
@@ -760,15 +749,15 @@ def _span(edit: TextEdit, index: LineIndex) -> tuple[int, int, str]:
     return index.offset(edit.location), index.offset(edit.end_location), edit.content
 
 
-def _pass_edits(tree: _Tree, ops: Sequence[Operation]) -> list[tuple[int, int, str]]:
+def _pass_edits(tree: _Tree, ops: Sequence[CstOperation]) -> list[tuple[int, int, str]]:
     """The pass as replacements on the old text: each outermost edited node regenerated with all
     the operations inside it, and the imports; raises LookupError when two of them overlap."""
-    by_anchor: dict[int, tuple[cst.CSTNode, list[Operation]]] = {}
+    by_anchor: dict[int, tuple[cst.CSTNode, list[CstOperation]]] = {}
     for op in ops:
         anchor = tree.anchor(op)
         if anchor is not None:
             by_anchor.setdefault(id(anchor), (anchor, []))[1].append(op)
-    outermost: dict[int, tuple[cst.CSTNode, list[Operation]]] = {}
+    outermost: dict[int, tuple[cst.CSTNode, list[CstOperation]]] = {}
     for anchor, anchor_ops in by_anchor.values():
         top, parent = anchor, tree.parents.get(anchor)
         while parent is not None:  # inside another edited node: regenerated with it
@@ -815,3 +804,37 @@ def map_back(offset: int, edits: Sequence[tuple[int, int, str]]) -> int:
             return start
         delta += len(content) - (end - start)
     return offset - delta
+
+
+# -- fixes on ast nodes: translated to this text's LibCST nodes first ------------------------
+
+
+def document_tree(document: CstDocument) -> _Tree | None:
+    """The shared edit state of a document's LibCST module (None: LibCST cannot parse it)."""
+    module = document.module
+    if module is None:
+        return None
+    entry = _TREES.get(id(module))
+    if entry is not None and entry[0] is module:
+        return entry[1]
+    return _tree(module, LineIndex(document.text))
+
+
+def fix_edits(document: CstDocument, operations: Sequence[Operation]) -> list[TextEdit]:
+    """The text edits of one fix (operations on the analysis model's ast nodes) on the
+    document's text; none where LibCST cannot parse the text or has no node for one of the
+    fix's nodes (the fix loop reports those as not applied)."""
+    tree = document_tree(document)
+    if tree is None:
+        return []
+    try:
+        ops = document.translate(operations)
+    except Unmapped:
+        return []
+    return edits_for(tree.module, ops, tree.index)
+
+
+def forget() -> None:
+    """Drop the cached LibCST modules and their edit state (an editor closed a document)."""
+    _TREES.clear()
+    forget_documents()

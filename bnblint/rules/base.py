@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal, Union
 
 from bnblint.analysis.model import ModuleModel
 from bnblint.diagnostics import Diagnostic, Level
+from bnblint.versions import Target
 
 DOCS_URL = "https://github.com/bnblint/bnblint/blob/main/docs/rules.md"
 SECTIONS = ("What it does", "Why is this bad?", "Example", "Use instead", "Fix safety", "Evidence")
@@ -52,13 +53,21 @@ def _unindent(text: str) -> str:
 
 @dataclass(frozen=True)
 class RuleContext:
-    """Settings a rule may read."""
+    """Settings a rule may read, for one file."""
 
     compute_dtype: str = "float16"
+    # The transformers the file runs on (``target-transformers``, else the project's pin,
+    # else the newest): messages and fixes that differ between releases follow it.
+    target: Target = field(default_factory=Target)
 
 
 class Rule:
     """Base class. Subclasses read the analysis model, never the CST, and yield diagnostics.
+
+    The model's nodes are stdlib ``ast`` nodes (and ``DictItem``s, see
+    ``bnblint.analysis.syntax``); a rule reads source text through ``ModuleModel.source_of``
+    (``options.written``) and builds fixes from ast nodes and text, never importing LibCST: it
+    is parsed only where a fix is rendered.
 
     ``words``: byte strings of which at least one must occur in a file for the rule to be able
     to fire; files without any word of any selected rule are never parsed.

@@ -144,7 +144,7 @@ No fix is offered in distributed-training files.
                 continue
             message = f'{head} one device; pass `device_map="auto"` to spread it over all GPUs'
             fix = None
-            if not (any(s.via for s in sites) and any(a.star == "**" for a in site.call.args)):
+            if not (any(s.via for s in sites) and any(kw.arg is None for kw in site.call.keywords)):
                 # Reached through a caller's keywords, the call serves other callers too, and
                 # one of them may pass device_map in the splat: the keyword would then be a
                 # TypeError (multiple values). No fix there.

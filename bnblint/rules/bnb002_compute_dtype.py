@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterator
 
 from bnblint.analysis.model import LoadSite, ModuleModel, State
@@ -217,8 +218,6 @@ saved in bf16 (hidden 2048, 22 layers), prefill of an 8x512 batch:
         if len(choices) != 1:
             return None  # one config, loads of different dtypes: no single right value
         name = choices.pop()
-        import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
-
         ops: list[Operation] = []
         if config.is_dict:
             value = f'"{name}"'
@@ -228,9 +227,9 @@ saved in bf16 (hidden 2048, 22 layers), prefill of an 8x512 batch:
             value = f"{alias}.{name}"
             if torch_alias is None:
                 ops.append(AddImport("torch"))
-        if isinstance(config.node, cst.Dict):
+        if isinstance(config.node, ast.Dict):
             ops.append(AddDictEntry(config.node, OPTION, value))
-        elif isinstance(config.node, cst.Call):
+        elif isinstance(config.node, ast.Call):
             ops.append(AddKeyword(config.node, OPTION, value))
         else:
             return None

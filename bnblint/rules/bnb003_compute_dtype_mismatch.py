@@ -1,15 +1,13 @@
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from bnblint.analysis.model import LoadSite, ModuleModel
-from bnblint.analysis.values import Dtype, Entry, as_dtype
+from bnblint.analysis.values import BnbConfig, Dtype, Entry, as_dtype
 from bnblint.diagnostics import Applicability, Diagnostic, Fix, Level, ReplaceNode
 from bnblint.rules.base import Case, Rule, RuleContext
-
-if TYPE_CHECKING:
-    import libcst as cst
+from bnblint.rules.options import source, string_parts, written
 
 OPTION = "bnb_4bit_compute_dtype"
 # Load dtypes the rule checks: a float32 load with a 16-bit compute dtype is a deliberate choice.
@@ -189,7 +187,7 @@ uses).
     def check(self, model: ModuleModel, context: RuleContext) -> Iterator[Diagnostic]:
         # By option and value: the same keyword may carry another dtype through another call
         # (``make(torch.float16)``, ``make(torch.bfloat16)``).
-        groups: dict[tuple[int, str], tuple[Entry, Dtype, list[LoadSite]]] = {}
+        groups: dict[tuple[int, str], tuple[Entry, Dtype, BnbConfig, list[LoadSite]]] = {}
         for site in model.quantized_loads():
             q = site.quantization
             assert q is not None
@@ -200,8 +198,8 @@ uses).
             if entry is None or compute is None or compute.name not in COMPUTE:
                 continue
             key = (id(entry.node), compute.name)
-            groups.setdefault(key, (entry, compute, []))[2].append(site)
-        for entry, compute, sites in groups.values():
+            groups.setdefault(key, (entry, compute, q.config, []))[3].append(site)
+        for entry, compute, config, sites in groups.values():
             mismatched = [
                 s
                 for s in sites
@@ -220,11 +218,17 @@ uses).
                 f"`{OPTION}` is {compute.name} but the model loads in {load}{when}: "
                 f"{_consequence(compute.name, load)}"
             )
-            yield Diagnostic(self.code, message, entry.node, site, self.fix(entry, compute, sites))
+            fix = self.fix(model, entry, compute, config, sites)
+            yield Diagnostic(self.code, message, entry.node, site, fix)
 
-    def fix(self, entry: Entry, compute: Dtype, sites: list[LoadSite]) -> Fix | None:
-        import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
-
+    def fix(
+        self,
+        model: ModuleModel,
+        entry: Entry,
+        compute: Dtype,
+        config: BnbConfig,
+        sites: list[LoadSite],
+    ) -> Fix | None:
         loads = {s.known_dtype.name if s.known_dtype is not None else None for s in sites}
         if len(loads) != 1:
             return None  # one config, loads of different (or unknown) dtypes: no single value
@@ -234,18 +238,21 @@ uses).
         if getattr(entry.node, "value", None) is not compute.node:
             return None  # the dtype comes from a variable: changing it may change other uses
         node = compute.node
-        if isinstance(node, cst.SimpleString):
-            op = ReplaceNode(node, f"{node.prefix}{node.quote}{target}{node.quote}")
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = written(model, node, config)
+            parts = string_parts(text) if text is not None else None
+            if parts is None:
+                return None  # an implicit concatenation, or its text is not at hand
+            prefix, quote = parts
+            op = ReplaceNode(node, f"{prefix}{quote}{target}{quote}")
             shown = f'"{target}"'
-        elif isinstance(node, cst.Attribute):
-            op = ReplaceNode(node.attr, target)
-            shown = f"{_code(node.value)}.{target}"
+        elif isinstance(node, ast.Attribute):
+            text = written(model, node, config)
+            if text is None or not text.endswith(node.attr):
+                return None  # a name ast normalized (NFKC): not the text written
+            # Only the attribute's name changes, as written: ``torch . float16`` keeps its spaces.
+            op = ReplaceNode(node, text[: len(text) - len(node.attr)] + target)
+            shown = f"{source(model, node.value, config)}.{target}"
         else:
             return None
         return Fix(f"Set `{OPTION}={shown}`", Applicability.UNSAFE, (op,))
-
-
-def _code(node: cst.BaseExpression) -> str:
-    import libcst as cst
-
-    return cst.Module(body=[]).code_for_node(node)

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterator
 from dataclasses import fields
-from typing import TYPE_CHECKING
+from typing import Union
 
 from bnblint.analysis.model import LoadSite, ModuleModel
+from bnblint.analysis.syntax import DictItem, string_value
 from bnblint.analysis.values import Entry, Overridden, maybe_absent, truthy
 from bnblint.diagnostics import (
     AddDictEntry,
@@ -19,10 +21,7 @@ from bnblint.diagnostics import (
     RemoveKeyword,
 )
 from bnblint.rules.base import Case, Rule, RuleContext
-from bnblint.rules.options import VALID_OPTIONS
-
-if TYPE_CHECKING:
-    import libcst as cst
+from bnblint.rules.options import VALID_OPTIONS, operand, written
 
 LEGACY = ("load_in_4bit", "load_in_8bit")
 # The other BitsAndBytesConfig parameters: transformers 4.x moved them from from_pretrained's
@@ -30,7 +29,7 @@ LEGACY = ("load_in_4bit", "load_in_8bit")
 BNB_OPTIONS = tuple(o for o in VALID_OPTIONS if o not in LEGACY)
 CONFIG = "quantization_config"
 
-Place = tuple[str, "cst.CSTNode"]  # ("call", the call) or ("dict", the dict literal)
+Place = Union[ast.Call, ast.Dict]  # the call or the dict literal whose entry sets a keyword
 
 
 # The cases' first line: most import both names the fix may need.
@@ -218,13 +217,18 @@ exactly as they would have reported the old keywords' implicit config.
             flags = {k: truthy(e.value) for k, e in legacy.items()}
             active = [k for k, v in flags.items() if v is not False]
             primary = legacy[active[0]] if active else next(iter(legacy.values()))
-            message = self.message(site, legacy, active, primary)
+            message = self.message(site, legacy, active, primary, context)
             fixes = [self.fix(model, s, legacy, flags, active) for s in sites]
             fix = fixes[0] if all(_same(f, fixes[0]) for f in fixes) else None
             yield Diagnostic(self.code, message, primary.node, site, fix)
 
     def message(
-        self, site: LoadSite, legacy: dict[str, Entry], active: list[str], primary: Entry
+        self,
+        site: LoadSite,
+        legacy: dict[str, Entry],
+        active: list[str],
+        primary: Entry,
+        context: RuleContext,
     ) -> str:
         if site.api == "pipeline":
             where = "in `pipeline(model_kwargs=...)`"
@@ -234,9 +238,17 @@ exactly as they would have reported the old keywords' implicit config.
             where = "passed to `from_pretrained`"
         else:
             where = "reaches `from_pretrained` through `**kwargs`"
+        on_4, on_5 = context.target.admits_major(4), context.target.admits_major(5)
         fails = "the load fails on transformers 5 (TypeError: unexpected keyword argument)"
+        if on_4 and not on_5:
+            # A 4.x target (evidence/repro_bnb004.txt, 4.57.1): a deprecation warning there.
+            fails = "deprecated on transformers 4 (a warning) and a TypeError on transformers 5"
+        elif on_4:
+            fails += "; deprecated on 4.x"
         if not active:
             shown = ", ".join(f"`{k}=False`" for k in legacy)
+            if on_4 and not on_5:
+                return f"{shown} {where}: harmless on transformers 4, a TypeError on 5; remove it"
             return f"{shown} {where}: {fails}; remove it (transformers 4 ignored it)"
         shown = ", ".join(f"`{k}`" for k in legacy)
         if len(active) > 1:
@@ -257,8 +269,6 @@ exactly as they would have reported the old keywords' implicit config.
         flags: dict[str, bool | None],
         active: list[str],
     ) -> Fix | None:
-        import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
-
         places = {k: _place(e) for k, e in legacy.items()}
         if any(p is None for p in places.values()):
             return None
@@ -279,7 +289,7 @@ exactly as they would have reported the old keywords' implicit config.
         if CONFIG in site.kwargs.entries:
             return self.merge(site, flag, flags[flag], removes, options, applicability)
         option_places = {k: _place(e) for k, e in options.items()}
-        if any(p is None or not _same_place(p, place) for p in option_places.values()):
+        if any(p is not place for p in option_places.values()):
             return None  # options set elsewhere: moving them is not a local edit
         ref = _config_ref(model)
         if ref is None:
@@ -288,14 +298,25 @@ exactly as they would have reported the old keywords' implicit config.
         value = _value(entry)
         if value is None:
             return None
-        args = [f"{flag}={_code(value) if flags[flag] else 'True'}"]
-        args += [f"{k}={_code(v)}" for k, v in ((k, _value(e)) for k, e in options.items()) if v]
-        if len(args) != 1 + len(options):
-            return None
+        args = [f"{flag}=True"]
+        if flags[flag]:
+            text = _code(model, value)  # True, or a name known to be True: kept as written
+            if text is None:
+                return None
+            args = [f"{flag}={text}"]
+        for k, e in options.items():
+            option = _value(e)
+            text = _code(model, option) if option is not None else None
+            if text is None:
+                return None
+            args.append(f"{k}={text}")
         code = f"{name}({', '.join(args)})"
         if flags[flag] is None:
-            code = f"{code} if {_code(value)} else None"
-            if not isinstance(value, (cst.Name, cst.Attribute)):
+            test = _code(model, value, condition=True)
+            if test is None:
+                return None
+            code = f"{code} if {test} else None"
+            if not _plain(value):
                 applicability = Applicability.UNSAFE
         ops: list[Operation] = [*removes]
         ops += [_remove(p, k) for k, p in option_places.items() if p is not None]
@@ -315,8 +336,6 @@ exactly as they would have reported the old keywords' implicit config.
         applicability: Applicability,
     ) -> Fix | None:
         """The load has a ``quantization_config`` too: move the flag into it."""
-        import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
-
         q = site.quantization
         if value is not True or options or q is None or q.config is None or q.conditional:
             return None
@@ -330,9 +349,9 @@ exactly as they would have reported the old keywords' implicit config.
             return None  # the config says False (or unknown) for this very flag
         ops = [*removes]
         if own is None:  # neither flag in the config
-            if isinstance(config.node, cst.Call):
+            if isinstance(config.node, ast.Call):
                 ops.append(AddKeyword(config.node, flag, "True"))
-            elif isinstance(config.node, cst.Dict):
+            elif isinstance(config.node, ast.Dict):
                 ops.append(AddDictEntry(config.node, flag, "True"))
             else:
                 return None
@@ -363,58 +382,54 @@ def _legacy(site: LoadSite) -> dict[str, Entry]:
 
 
 def _place(entry: Entry) -> Place | None:
-    import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
-
     node, container = entry.node, entry.container
-    if isinstance(node, cst.Arg) and isinstance(container, cst.Call):
-        return ("call", container)
+    if isinstance(node, ast.keyword) and node.arg is not None and isinstance(container, ast.Call):
+        return container
     if (
-        isinstance(node, cst.DictElement)
-        and isinstance(node.key, cst.SimpleString)
-        and isinstance(container, cst.Dict)
+        isinstance(node, DictItem)
+        and string_value(node.key) is not None
+        and isinstance(container, ast.Dict)
     ):
-        return ("dict", container)
+        return container
     return None
 
 
-def _same_place(a: Place, b: Place) -> bool:
-    return a[0] == b[0] and a[1] is b[1]
-
-
 def _remove(place: Place, key: str) -> Operation:
-    import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
-
-    kind, node = place
-    if kind == "call":
-        assert isinstance(node, cst.Call)
-        return RemoveKeyword(node, key)
-    assert isinstance(node, cst.Dict)
-    return RemoveDictEntry(node, key)
+    if isinstance(place, ast.Call):
+        return RemoveKeyword(place, key)
+    return RemoveDictEntry(place, key)
 
 
 def _add(place: Place, key: str, value: str) -> Operation:
-    import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
-
-    kind, node = place
-    if kind == "call":
-        assert isinstance(node, cst.Call)
-        return AddKeyword(node, key, value)
-    assert isinstance(node, cst.Dict)
-    return AddDictEntry(node, key, value)
+    if isinstance(place, ast.Call):
+        return AddKeyword(place, key, value)
+    return AddDictEntry(place, key, value)
 
 
-def _value(entry: Entry) -> cst.BaseExpression | None:
-    """The expression written for an entry (the Arg's or DictElement's value)."""
-    import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
-
-    if isinstance(entry.node, (cst.Arg, cst.DictElement)):
+def _value(entry: Entry) -> ast.expr | None:
+    """The expression written for an entry (the keyword's or the dict item's value)."""
+    if isinstance(entry.node, (ast.keyword, DictItem)):
         return entry.node.value
     return None
 
 
+def _code(model: ModuleModel, node: ast.expr, condition: bool = False) -> str | None:
+    """The author's text of a value, to write as a keyword (or as the condition of a
+    conditional expression); None when it is not at hand (written in another module)."""
+    text = written(model, node)
+    return operand(text, node, condition) if text is not None else None
+
+
+def _plain(node: ast.expr) -> bool:
+    """A name, an attribute or a constant name (``None``): evaluated later, to the same."""
+    if isinstance(node, ast.Constant):
+        return node.value is None or isinstance(node.value, bool)
+    return isinstance(node, (ast.Name, ast.Attribute))
+
+
 def _config_ref(model: ModuleModel) -> tuple[str, Operation | None] | None:
     """How this module can name transformers' BitsAndBytesConfig, and the import it needs."""
-    from bnblint.analysis.builder import BNB_CONFIG_NAMES  # lazily, as it imports LibCST
+    from bnblint.analysis.builder import BNB_CONFIG_NAMES  # lazily: rules load without it
 
     transformers_config = BNB_CONFIG_NAMES - {"BitsAndBytesConfig"}
     names = model.module_names
@@ -432,17 +447,12 @@ def _config_ref(model: ModuleModel) -> tuple[str, Operation | None] | None:
     return "BitsAndBytesConfig", AddImportFrom("transformers", "BitsAndBytesConfig")
 
 
-def _code(node: cst.BaseExpression) -> str:
-    import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
-
-    return cst.Module(body=[]).code_for_node(node)
-
-
 def _key(op: Operation) -> tuple[object, ...]:
-    import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
-
     values = (getattr(op, f.name) for f in fields(op))
-    return (type(op).__name__, *(id(v) if isinstance(v, cst.CSTNode) else v for v in values))
+    return (
+        type(op).__name__,
+        *(id(v) if isinstance(v, (ast.AST, DictItem)) else v for v in values),
+    )
 
 
 def _same(a: Fix | None, b: Fix | None) -> bool:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -277,15 +278,14 @@ changing. No fix for legacy `load_in_8bit=True` keywords (see BNB004).
         entry = config.options.entries.get(FLAG)
         op: Operation
         if entry is not None:
-            if entry.value.node is None:
+            value = entry.value
+            if not isinstance(value, Literal) or not isinstance(value.node, ast.expr):
                 return None
-            op = ReplaceNode(entry.value.node, "True")
+            op = ReplaceNode(value.node, "True")
             return Fix(f"Set `{FLAG}=True`", Applicability.UNSAFE, (op,))
-        import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
-
-        if isinstance(config.node, cst.Dict):
+        if isinstance(config.node, ast.Dict):
             op = AddDictEntry(config.node, FLAG, "True")
-        elif isinstance(config.node, cst.Call):
+        elif isinstance(config.node, ast.Call):
             op = AddKeyword(config.node, FLAG, "True")
         else:
             return None

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from bnblint.analysis.model import MODE_LABELS, LoadSite, ModelUse, ModuleModel, State
 from bnblint.analysis.values import Dtype
@@ -17,9 +17,7 @@ from bnblint.diagnostics import (
     ReplaceNode,
 )
 from bnblint.rules.base import Case, Rule, RuleContext
-
-if TYPE_CHECKING:
-    import libcst as cst
+from bnblint.rules.options import written
 
 # Methods that transformers' PreTrainedModel refuses on any quantized model, and their dtype.
 REFUSED = {"half": "float16", "float": "float32"}
@@ -316,15 +314,16 @@ keyword needs transformers 4.56 or newer (older releases spell it `torch_dtype=`
                 dtypes.setdefault(id(use.site), set()).add(dtype)
         for use, message, dtype in found:
             one_dtype = len(dtypes.get(id(use.site), set())) == 1
-            fix = self.fix(use, dtype, model) if dtype is not None and one_dtype else None
+            fix = self.fix(use, dtype, model, context) if dtype is not None and one_dtype else None
             yield Diagnostic(self.code, message, use.call, use.site, fix)
 
-    def fix(self, use: ModelUse, dtype: str, model: ModuleModel) -> Fix | None:
-        import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
-
+    def fix(
+        self, use: ModelUse, dtype: str, model: ModuleModel, context: RuleContext
+    ) -> Fix | None:
         site = use.site
-        receiver = use.call.func.value if isinstance(use.call.func, cst.Attribute) else None
-        if not isinstance(receiver, cst.Name) or use.block != site.block:
+        func = use.call.func
+        receiver = func.value if isinstance(func, ast.Attribute) else None
+        if not isinstance(receiver, ast.Name) or use.block != site.block:
             return None
         load_dtype = site.dtype
         if load_dtype.state is State.ABSENT:
@@ -338,12 +337,16 @@ keyword needs transformers 4.56 or newer (older releases spell it `torch_dtype=`
             return None
         ops: list[Operation] = []
         if kept:
-            code = cst.Module([]).code_for_node(use.call.with_changes(args=kept))
+            # The call as written, without its dtype: each kept argument keeps its text.
+            texts = [written(model, arg) for arg in kept]
+            args = [t for t in texts if t is not None]
+            callee = written(model, func)
+            if callee is None or len(args) != len(kept):
+                return None
+            code = f"{callee}({', '.join(args)})"
             ops.append(ReplaceNode(use.call, code))
             what = f"Keep `{code}`"
-        elif use.statement is not None and (
-            use.whole_statement or use.assigned_to == receiver.value
-        ):
+        elif use.statement is not None and (use.whole_statement or use.assigned_to == receiver.id):
             ops.append(RemoveStatement(use.statement))
             what = f"Remove `.{use.method}()`"
         else:
@@ -352,8 +355,10 @@ keyword needs transformers 4.56 or newer (older releases spell it `torch_dtype=`
         if add_dtype:
             if model.torch_alias is None:
                 ops.append(AddImport("torch"))
-            ops.append(AddKeyword(site.call, "dtype", f"{alias}.{dtype}"))
-            what += f" and pass `dtype={alias}.{dtype}` to the load"
+            # `dtype=` exists from transformers 4.56 on; an older target keeps `torch_dtype=`.
+            keyword = "torch_dtype" if context.target.admits_below((4, 56)) else "dtype"
+            ops.append(AddKeyword(site.call, keyword, f"{alias}.{dtype}"))
+            what += f" and pass `{keyword}={alias}.{dtype}` to the load"
         else:
             what += " (the load already has that dtype)"
         return Fix(what, Applicability.UNSAFE, tuple(ops))
@@ -411,28 +416,22 @@ def _is_dtype(value: object) -> bool:
     return isinstance(value, Dtype) and not value.spelled_as_string
 
 
-def _kept_args(use: ModelUse) -> list[cst.Arg] | None:
-    """The call's arguments without its dtype; None when they cannot be told apart."""
-    import libcst as cst
-
+def _kept_args(use: ModelUse) -> list[ast.expr | ast.keyword] | None:
+    """The call's arguments without its dtype, in order; None when they cannot be told apart."""
+    call = use.call
     if use.method in REFUSED:
-        return None if use.call.args else []
-    args = list(use.call.args)
-    if any(a.star for a in args):
+        return None if call.args or call.keywords else []
+    if any(isinstance(a, ast.Starred) for a in call.args):
         return None
-    positional = [a for a in args if a.keyword is None]
-    if len(positional) != len(use.args):
+    if any(k.arg is None for k in call.keywords):
         return None
-    kept: list[cst.Arg] = []
-    values = iter(use.args)
-    for arg in args:
-        if arg.keyword is None:
-            if not _is_dtype(next(values)):
-                kept.append(arg)
-        elif arg.keyword.value != "dtype":
-            kept.append(arg)
-    if all(a.keyword is not None and a.keyword.value in CAST_FLAGS for a in kept):
+    if len(call.args) != len(use.args):
+        return None
+    # Without a star, the positional arguments come first.
+    kept: list[ast.expr | ast.keyword] = [
+        arg for arg, value in zip(call.args, use.args) if not _is_dtype(value)
+    ]
+    kept += [k for k in call.keywords if k.arg != "dtype"]
+    if all(isinstance(a, ast.keyword) and a.arg in CAST_FLAGS for a in kept):
         return []  # nothing left but options of the cast itself
-    if kept:
-        kept[-1] = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
     return kept

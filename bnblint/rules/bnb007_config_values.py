@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from bnblint.analysis.model import ModuleModel, config_mode
+from bnblint.analysis.syntax import DictItem
 from bnblint.analysis.values import truthy
 from bnblint.diagnostics import (
     Diagnostic,
@@ -20,10 +21,6 @@ from bnblint.rules.options import (
     value_fix,
     versions,
 )
-
-if TYPE_CHECKING:
-    pass
-
 
 # The cases' configs: most are a `BitsAndBytesConfig` call of their own.
 _HEAD = "import torch\nfrom transformers import AutoModelForCausalLM, BitsAndBytesConfig\n"
@@ -307,10 +304,11 @@ CPU, torch 2.13.0, bitsandbytes 0.50.2, transformers 5.24.0 and 4.57.1 alike
                     for v in versions(model, config)
                 ):
                     continue  # read at the load: a later assignment may replace it
-                value_node = entry.node.value  # type: ignore[attr-defined]
-                problem = check_value(key, entry.value, value_node, config, model, mode)
+                if not isinstance(entry.node, (ast.keyword, DictItem)):
+                    continue
+                problem = check_value(key, entry.value, entry.node.value, config, model, mode)
                 if problem is None:
                     continue
                 seen.add(id(entry.node))
-                fix = value_fix(problem, entry, model) if owned(config, entry) else None
+                fix = value_fix(problem, entry, model, config) if owned(config, entry) else None
                 yield Diagnostic(self.code, problem.message, entry.node, site, fix)

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterator
 
 from bnblint.analysis.model import ModuleModel, config_mode
+from bnblint.analysis.syntax import DictItem, string_value
 from bnblint.analysis.values import BnbConfig, Entry
 from bnblint.diagnostics import Applicability, Diagnostic, Fix, Level, ReplaceNode
 from bnblint.rules.base import Case, Rule, RuleContext
@@ -16,9 +18,11 @@ from bnblint.rules.options import (
     owned,
     quoted,
     ranked,
+    renamed,
     sites_of,
     stands,
     suggestions,
+    written,
 )
 
 # The cases' configs: most are a `BitsAndBytesConfig` call of their own.
@@ -185,8 +189,6 @@ CPU, torch 2.13.0, bitsandbytes 0.50.2, transformers 5.24.0 and 4.57.1 alike
                 )
 
     def fix(self, config: BnbConfig, key: str, entry: Entry, model: ModuleModel) -> Fix | None:
-        import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
-
         (best, target), (second, _) = ranked(key)[:2]
         if best < RENAME_MIN_RATIO or best - second < RENAME_MIN_GAP:
             return None
@@ -195,15 +197,20 @@ CPU, torch 2.13.0, bitsandbytes 0.50.2, transformers 5.24.0 and 4.57.1 alike
         mode = config_mode(config)
         if target in dead_options(mode):
             return None
-        value_node = entry.node.value  # type: ignore[attr-defined]
-        if check_value(target, entry.value, value_node, config, model, mode) is not None:
+        node = entry.node
+        if not isinstance(node, (ast.keyword, DictItem)):
             return None
-        if isinstance(entry.node, cst.Arg) and entry.node.keyword is not None:
-            operation = ReplaceNode(entry.node.keyword, target)
-        elif isinstance(entry.node, cst.DictElement) and isinstance(
-            entry.node.key, cst.SimpleString
-        ):
-            operation = ReplaceNode(entry.node.key, quoted(entry.node.key, target))
+        if check_value(target, entry.value, node.value, config, model, mode) is not None:
+            return None
+        if isinstance(node, ast.keyword) and node.arg is not None:
+            text = written(model, node, config)
+            code = renamed(text, target) if text is not None else None
+            if code is None:
+                return None
+            operation = ReplaceNode(node, code)
+        elif isinstance(node, DictItem) and string_value(node.key) is not None:
+            assert node.key is not None
+            operation = ReplaceNode(node.key, quoted(target, written(model, node.key, config)))
         else:
             return None
         return Fix(f"Rename to `{target}`", Applicability.UNSAFE, (operation,))

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from bnblint.analysis.model import LoadSite, ModuleModel, config_mode
+from bnblint.analysis.syntax import DictItem
 from bnblint.analysis.values import BnbConfig
 from bnblint.diagnostics import (
     AddKeyword,
@@ -17,14 +18,9 @@ from bnblint.diagnostics import (
 )
 from bnblint.rules.base import Case, Rule, RuleContext
 from bnblint.rules.options import (
-    dead_options,
-)
-
-if TYPE_CHECKING:
-    import libcst as cst
-from bnblint.rules.options import (
     SAVED_CONFIG_KEYS,
     check_value,
+    dead_options,
     flag,
     owned,
     sites_of,
@@ -33,22 +29,18 @@ from bnblint.rules.options import (
 )
 
 
-def _pure(node: cst.CSTNode) -> bool:
+def _pure(node: ast.expr) -> bool:
     """An expression that can be deleted without losing a side effect: names, attributes,
     literals, and lists, tuples or conditionals of them (no call, no subscript, no operator)."""
-    import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
-
-    if isinstance(node, (cst.Name, cst.SimpleString, cst.Integer, cst.Float)):
+    if isinstance(node, (ast.Name, ast.Constant)):
         return True
-    if isinstance(node, cst.Attribute):
+    if isinstance(node, ast.Attribute):
         return _pure(node.value)
-    if isinstance(node, cst.ConcatenatedString):
-        return _pure(node.left) and _pure(node.right)
-    if isinstance(node, cst.UnaryOperation):
-        return _pure(node.expression)
-    if isinstance(node, (cst.List, cst.Tuple)):
-        return all(isinstance(e, cst.Element) and _pure(e.value) for e in node.elements)
-    if isinstance(node, cst.IfExp):
+    if isinstance(node, ast.UnaryOp):
+        return _pure(node.operand)
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return all(not isinstance(e, ast.Starred) and _pure(e) for e in node.elts)
+    if isinstance(node, ast.IfExp):
         return _pure(node.test) and _pure(node.body) and _pure(node.orelse)
     return False
 
@@ -233,8 +225,6 @@ CPU, torch 2.13.0, bitsandbytes 0.50.2, transformers 5.24.0 and 4.57.1 alike
     )
 
     def check(self, model: ModuleModel, context: RuleContext) -> Iterator[Diagnostic]:
-        import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
-
         seen: set[int] = set()
         for config in model.configs:
             mode = config_mode(config)
@@ -265,7 +255,9 @@ CPU, torch 2.13.0, bitsandbytes 0.50.2, transformers 5.24.0 and 4.57.1 alike
                     continue
                 if not stands(model, config, key, entry):
                     continue
-                value_node = entry.node.value  # type: ignore[attr-defined]
+                if not isinstance(entry.node, (ast.keyword, DictItem)):
+                    continue
+                value_node = entry.node.value
                 if check_value(key, entry.value, value_node, config, model, mode) is not None:
                     continue  # an invalid value: BNB007 reports it
                 seen.add(id(entry.node))
@@ -278,17 +270,15 @@ CPU, torch 2.13.0, bitsandbytes 0.50.2, transformers 5.24.0 and 4.57.1 alike
                 fix = None
                 if owned(config, entry) and _pure(value_node):
                     op: Operation | None = None
-                    if isinstance(config.node, cst.Call):
+                    if isinstance(config.node, ast.Call):
                         op = RemoveKeyword(config.node, key)
-                    elif isinstance(config.node, cst.Dict):
+                    elif isinstance(config.node, ast.Dict):
                         op = RemoveDictEntry(config.node, key)
                     if op is not None:
                         fix = Fix(f"Remove `{key}`", Applicability.SAFE, (op,))
                 yield Diagnostic(self.code, message, entry.node, site, fix)
 
     def no_flag(self, config: BnbConfig, eight: list[str], site: LoadSite | None) -> Diagnostic:
-        import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
-
         if eight:
             names = ", ".join(f"`{k}`" for k in eight)
             message = (
@@ -307,7 +297,7 @@ CPU, torch 2.13.0, bitsandbytes 0.50.2, transformers 5.24.0 and 4.57.1 alike
             f"4-bit anyway, {tail}"
         )
         fix = None
-        if isinstance(config.node, cst.Call):
+        if isinstance(config.node, ast.Call):
             fix = Fix(
                 "Add `load_in_4bit=True`",
                 Applicability.SAFE,

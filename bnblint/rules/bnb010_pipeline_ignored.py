@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterator
 
 from bnblint.analysis.model import LoadSite, ModuleModel
+from bnblint.analysis.syntax import string_value
 from bnblint.analysis.values import BnbConfig, Entry, Literal, flatten
 from bnblint.diagnostics import (
     AddDictEntry,
@@ -15,6 +17,7 @@ from bnblint.diagnostics import (
     RemoveKeyword,
 )
 from bnblint.rules.base import Case, Rule, RuleContext
+from bnblint.rules.options import operand, written
 
 
 class PipelineIgnoredQuantization(Rule):
@@ -156,25 +159,26 @@ def _quantizes(key: str, entry: Entry) -> bool:
 
 
 def _fix(site: LoadSite, keys: list[str], model: ModuleModel) -> Fix | None:
-    import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
-
     call = site.call
-    args = {a.keyword.value: a for a in call.args if a.keyword is not None}
+    args = {kw.arg: kw for kw in call.keywords if kw.arg is not None}
     if any(args.get(k) is not site.ignored[k].node for k in keys):
         return None  # some come from a **kwargs dict: report only
-    moved = {k: model.module.code_for_node(args[k].value) for k in keys}
+    moved: dict[str, str] = {}
+    for k in keys:
+        value = args[k].value
+        text = written(model, value)
+        if text is None:
+            return None
+        moved[k] = operand(text, value)
     ops: list[Operation] = [RemoveKeyword(call, k) for k in keys]
-    written = args.get("model_kwargs")
-    if written is None:
+    model_kwargs = args.get("model_kwargs")
+    if model_kwargs is None:
         inner = ", ".join(f'"{k}": {v}' for k, v in moved.items())
         ops.append(AddKeyword(call, "model_kwargs", "{" + inner + "}"))
-    elif isinstance(written.value, cst.Dict) and not any(
-        isinstance(e, cst.DictElement)
-        and isinstance(e.key, cst.SimpleString)
-        and e.key.evaluated_value in moved
-        for e in written.value.elements
+    elif isinstance(model_kwargs.value, ast.Dict) and not any(
+        string_value(key) in moved for key in model_kwargs.value.keys
     ):
-        ops.extend(AddDictEntry(written.value, k, v) for k, v in moved.items())
+        ops.extend(AddDictEntry(model_kwargs.value, k, v) for k, v in moved.items())
     else:
         return None  # model_kwargs is a variable, or already sets these keys
     return Fix("Move into `model_kwargs`", Applicability.UNSAFE, tuple(ops))

@@ -4,11 +4,16 @@ and did-you-mean suggestions. Facts carry their evidence; rules carry the messag
 
 from __future__ import annotations
 
+import ast
 import difflib
+import io
+import re
+import tokenize
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bnblint.analysis.model import LoadSite, Mode, ModuleModel
+from bnblint.analysis.syntax import DictItem
 from bnblint.analysis.values import BnbConfig, Dtype, Entry, Literal, Value, truthy
 from bnblint.diagnostics import (
     AddImport,
@@ -19,7 +24,7 @@ from bnblint.diagnostics import (
 )
 
 if TYPE_CHECKING:
-    import libcst as cst
+    from bnblint.analysis.builder import ModelBuilder
 
 # The keywords of transformers.BitsAndBytesConfig.__init__, identical in transformers 4.57.1 and
 # 5.24.0 (evidence/repro_bnb008.txt). Anything else lands in its **kwargs: logged at INFO level
@@ -153,21 +158,139 @@ def flag(config: BnbConfig, key: str) -> bool | None:
     return False if entry is None else truthy(entry.value)
 
 
-def quoted(node: cst.CSTNode | None, text: str) -> str:
-    """``text`` as a string literal, in the quotes of ``node`` when it is a plain string."""
-    import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
+def written(
+    model: ModuleModel, node: ast.expr | ast.keyword, config: BnbConfig | None = None
+) -> str | None:
+    """The author's text of ``node``: read in the module where ``config`` is written (another
+    project module's, when the config came from there), else in this one, else in the project
+    module that holds the node. None when no text at the node's span reads back as the node: a
+    fix then declines rather than write other code."""
+    owner = config.owner if config is not None else None
+    owners = [owner] if owner is not None and owner is not model.builder else []
+    for candidate in (*owners, None):
+        text = _text(model, node, candidate)
+        if text is not None:
+            return text
+    # A keyword set in another project module (a ``**kwargs`` dict imported from there).
+    project = model.builder.project if model.builder is not None else None
+    found = project.owner_of(node) if project is not None else None
+    if found is not None and found[1] is not model.builder and found[1] not in owners:
+        return _text(model, node, found[1])
+    return None
 
+
+def _text(
+    model: ModuleModel, node: ast.expr | ast.keyword, owner: ModelBuilder | None
+) -> str | None:
+    """The text at the span of ``node`` in the owner's module, if it reads back as ``node``."""
+    try:
+        text = model.source_of(node, owner)
+    except (IndexError, ValueError):
+        return None  # the span lies outside that text
+    return text if _reads_as(text, node) else None
+
+
+def source(
+    model: ModuleModel, node: ast.expr | ast.keyword, config: BnbConfig | None = None
+) -> str:
+    """The author's text of ``node`` where it can be found (see ``written``), else the
+    expression as ``ast`` writes it: for messages."""
+    text = written(model, node, config)
+    return text if text is not None else ast.unparse(node)
+
+
+def _reads_as(text: str, node: ast.expr | ast.keyword) -> bool:
+    """``text`` parses back to ``node`` (positions aside)."""
+    try:
+        if isinstance(node, ast.keyword):
+            call = ast.parse(f"f(\n{text}\n)", mode="eval").body
+            parsed: ast.AST | None = None
+            if isinstance(call, ast.Call) and len(call.keywords) == 1 and not call.args:
+                parsed = call.keywords[0]
+        else:
+            parsed = ast.parse(f"(\n{text}\n)", mode="eval").body
+    except (SyntaxError, ValueError):
+        return False
+    return parsed is not None and ast.dump(parsed) == ast.dump(node)
+
+
+# Where a value is written as a keyword argument or a dict value, these need parentheses; as
+# the condition of ``a if <condition> else b`` (an or-test), conditionals and lambdas too.
+_NEEDS_PARENS = (ast.NamedExpr, ast.Yield, ast.YieldFrom)
+_NEEDS_PARENS_AS_CONDITION = (*_NEEDS_PARENS, ast.IfExp, ast.Lambda)
+
+
+def operand(text: str, node: ast.expr, condition: bool = False) -> str:
+    """``text``, the source of ``node`` (which never holds the parentheses around it),
+    parenthesized where it is to be written as a keyword or dict value, or as a condition."""
+    kinds = _NEEDS_PARENS_AS_CONDITION if condition else _NEEDS_PARENS
+    return f"({text})" if isinstance(node, kinds) else text
+
+
+_STRING_START = re.compile("([A-Za-z]*)('''|\"\"\"|'|\")")
+_LAYOUT = frozenset({tokenize.NEWLINE, tokenize.NL, tokenize.INDENT, tokenize.DEDENT})
+
+
+def string_parts(text: str) -> tuple[str, str] | None:
+    """(prefix, quote) when ``text`` is one string literal (not an implicit concatenation)."""
+    match = _STRING_START.match(text)
+    if match is None:
+        return None
+    try:
+        tokens = [
+            t
+            for t in tokenize.generate_tokens(io.StringIO(text).readline)
+            if t.type not in _LAYOUT and t.type != tokenize.ENDMARKER
+        ]
+    except (tokenize.TokenError, SyntaxError):
+        return None
+    if len(tokens) != 1 or tokens[0].type != tokenize.STRING or tokens[0].string != text:
+        return None
+    return match.group(1), match.group(2)
+
+
+def renamed(text: str, name: str) -> str | None:
+    """``text``, the source of a keyword argument, with the keyword renamed to ``name``: the
+    rest (spaces around ``=``, the value) as written."""
+    match = re.match(r"\w+", text)
+    return name + text[match.end() :] if match is not None else None
+
+
+def quoted(text: str, literal: str | None = None) -> str:
+    """``text`` as a string literal, in the quotes of ``literal`` (the source of the string
+    it replaces) when that is a plain string: no prefix, not triple-quoted."""
     quote = '"'
-    if isinstance(node, cst.SimpleString) and node.prefix == "" and len(node.quote) == 1:
-        quote = node.quote
+    parts = string_parts(literal) if literal is not None else None
+    if parts is not None and parts[0] == "" and len(parts[1]) == 1:
+        quote = parts[1]
     return f"{quote}{text}{quote}"
 
 
-def describe(key: str, value_node: cst.CSTNode, model: ModuleModel) -> str:
-    source = model.module.code_for_node(value_node)
-    if len(source) > 40 or "\n" in source:
-        source = "..."
-    return f"`{key}={source}`"
+def _string_source(model: ModuleModel, node: ast.expr, config: BnbConfig) -> str | None:
+    """The source of a string literal, else None."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return written(model, node, config)
+    return None
+
+
+def describe(key: str, value_node: ast.expr, model: ModuleModel, config: BnbConfig) -> str:
+    shown = source(model, value_node, config)
+    if len(shown) > 40 or "\n" in shown:
+        shown = "..."
+    return f"`{key}={shown}`"
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """``describe`` for a message, read only when a message is made (most values are fine)."""
+
+    key: str
+    value_node: ast.expr
+    model: ModuleModel
+    config: BnbConfig
+
+    def __str__(self) -> str:
+        return describe(self.key, self.value_node, self.model, self.config)
 
 
 class _TorchDtype:
@@ -189,21 +312,19 @@ def _kind(value: object) -> str:
 def check_value(
     key: str,
     value: Value,
-    value_node: cst.CSTNode,
+    value_node: ast.expr,
     config: BnbConfig,
     model: ModuleModel,
     mode: Mode,
 ) -> Problem | None:
     """The problem with one literal option value, or None (unknown values are never wrong)."""
-    import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
-
     if isinstance(value, Dtype):
         v: object = TORCH_DTYPE
     elif isinstance(value, Literal):
         v = value.value
     else:
         return None
-    shown = describe(key, value_node, model)
+    shown = _Shown(key, value_node, model, config)
     where = "the load" if config.is_dict else "`BitsAndBytesConfig`"
     if key in BOOL_OPTIONS and not isinstance(v, bool):
         other = {"load_in_4bit": "load_in_8bit", "load_in_8bit": "load_in_4bit"}.get(key)
@@ -243,10 +364,12 @@ def check_value(
     if key == "llm_int8_skip_modules" and v is not None and not isinstance(v, list):
         fix = None
         if isinstance(v, str) and v and not any(c in v for c in ", \t\n"):
-            fix = f"[{model.module.code_for_node(value_node)}]"
-        elif isinstance(v, tuple) and isinstance(value_node, cst.Tuple):
-            items = [model.module.code_for_node(e.value) for e in value_node.elements]
-            fix = f"[{', '.join(items)}]"
+            text = written(model, value_node, config)
+            fix = f"[{text}]" if text is not None else None
+        elif isinstance(v, tuple) and isinstance(value_node, ast.Tuple):
+            items = [written(model, e, config) for e in value_node.elts]
+            texts = [t for t in items if t is not None]
+            fix = f"[{', '.join(texts)}]" if len(texts) == len(items) else None
         exc = "TypeError: llm_int8_skip_modules must be a list of strings"
         return Problem(f"{shown} is {_kind(v)}, not a list: {where} raises `{exc}`", fix)
     if key == "bnb_4bit_compute_dtype" and v is not None and v is not TORCH_DTYPE:
@@ -263,18 +386,20 @@ def check_value(
         if v in QUANT_STORAGE_NAMES:
             return None
         name = DTYPE_ALIASES.get(_normalized(v))
-        fix = quoted(value_node, name) if name in QUANT_STORAGE_NAMES else None
+        literal = _string_source(model, value_node, config)
+        fix = quoted(name, literal) if name in QUANT_STORAGE_NAMES else None
         accepted = ", ".join(repr(n) for n in QUANT_STORAGE_NAMES)
         return Problem(f"{shown} is not one of {accepted}: {where} raises `ValueError`", fix)
     if key == "bnb_4bit_quant_type":
         if not isinstance(v, str):
-            fix = quoted(None, "fp4") if v is None else None  # None means the default, "fp4"
+            fix = quoted("fp4") if v is None else None  # None means the default, "fp4"
             exc = "TypeError: bnb_4bit_quant_type must be a string"
             return Problem(f"{shown} is {_kind(v)}, not a string: {where} raises `{exc}`", fix)
         if v in QUANT_TYPES or mode != "4bit":
             return None  # an 8-bit load never reads it
         normalized = v.strip().lower()
-        fix = quoted(value_node, normalized) if normalized in QUANT_TYPES else None
+        literal = _string_source(model, value_node, config)
+        fix = quoted(normalized, literal) if normalized in QUANT_TYPES else None
         exc = f"ValueError: quant_type must be 'nf4' or 'fp4', got {v!r}"
         return Problem(
             f'{shown} is not "nf4" or "fp4": the 4-bit load fails with `{exc}` '
@@ -290,10 +415,10 @@ def _normalized(text: str) -> str:
 
 
 def _compute_dtype_problem(
-    shown: str,
+    shown: _Shown,
     where: str,
     text: str,
-    value_node: cst.CSTNode,
+    value_node: ast.expr,
     config: BnbConfig,
     model: ModuleModel,
 ) -> Problem:
@@ -314,27 +439,31 @@ def _compute_dtype_problem(
     if name is None:
         return Problem(message)
     if config.is_dict:
-        return Problem(message, quoted(value_node, name), applicability)
+        literal = _string_source(model, value_node, config)
+        return Problem(message, quoted(name, literal), applicability)
     torch_alias = model.torch_alias_for(config)
     alias = torch_alias or "torch"
     return Problem(message, f"{alias}.{name}", applicability, torch_alias is None)
 
 
-def value_fix(problem: Problem, entry: Entry, model: ModuleModel) -> Fix | None:
-    """Replace the value of ``entry`` (an Arg or DictElement) by the problem's fix."""
-    import libcst as cst  # lazily: only files that pass the prefilter pay for LibCST
-
-    if problem.fix_code is None:
+def value_fix(problem: Problem, entry: Entry, model: ModuleModel, config: BnbConfig) -> Fix | None:
+    """Replace the value of ``entry`` (a keyword argument or dict item) by the problem's fix."""
+    node = entry.node
+    if problem.fix_code is None or not isinstance(node, (ast.keyword, DictItem)):
         return None
-    node: cst.CSTNode = entry.node.value  # type: ignore[attr-defined]
+    target: ast.expr | ast.keyword | DictItem = node.value
     code = problem.fix_code
-    if isinstance(node, cst.Tuple):
-        # A tuple's parentheses belong to it: replace the whole keyword or dict entry.
-        if isinstance(entry.node, cst.Arg) and entry.node.keyword is not None:
-            node, code = entry.node, f"{entry.node.keyword.value}={code}"
-        elif isinstance(entry.node, cst.DictElement):
-            node, code = entry.node, f"{model.module.code_for_node(entry.node.key)}: {code}"
-    ops: list[Operation] = [ReplaceNode(node, code)]
+    if isinstance(node.value, ast.Tuple):
+        # A tuple's parentheses belong to it (LibCST leaves them out of its span, ast does
+        # not): replace the whole keyword or dict entry.
+        if isinstance(node, ast.keyword) and node.arg is not None:
+            target, code = node, f"{node.arg}={code}"
+        elif isinstance(node, DictItem) and node.key is not None:
+            key = written(model, node.key, config)
+            if key is None:
+                return None
+            target, code = node, f"{key}: {code}"
+    ops: list[Operation] = [ReplaceNode(target, code)]
     if problem.needs_torch:
         ops.append(AddImport("torch"))
     return Fix(f"Replace with `{problem.fix_code}`", problem.applicability, tuple(ops))

@@ -20,7 +20,7 @@ from bnblint.verify import procs
 from bnblint.verify import report as render
 from bnblint.verify.standin import ModelChoice, choose, in_local_cache
 
-if TYPE_CHECKING:  # sites imports libcst: only when a file is analysed
+if TYPE_CHECKING:  # sites runs the analysis (and LibCST, for the fixes): only when needed
     from bnblint.settings import Settings
     from bnblint.verify.sites import Site
 

@@ -10,16 +10,15 @@ into the real thing.
 
 from __future__ import annotations
 
+import ast
 import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
-
 from bnblint.analysis.builder import build_model
 from bnblint.analysis.model import LoadSite, State
+from bnblint.analysis.syntax import Positions, string_value
 from bnblint.analysis.values import (
     BnbConfig,
     Choice,
@@ -31,7 +30,8 @@ from bnblint.analysis.values import (
     flatten,
     is_none,
 )
-from bnblint.pipeline import lint_text
+from bnblint.parse import parse_failure
+from bnblint.pipeline import lint_text, parse_ast
 from bnblint.settings import Settings
 from bnblint.verify import MARK
 
@@ -92,7 +92,7 @@ class Site:
 
 @dataclass
 class _Parsed:
-    module: cst.Module
+    positions: Positions
     loads: list[tuple[LoadSite, int, int]]  # site, line, column (1-based), in file order
     constants: dict[str, str]
 
@@ -137,18 +137,17 @@ def is_bnb_site(site: LoadSite) -> bool:
 
 def _parse(text: str) -> _Parsed:
     try:
-        module = cst.parse_module(text)
-    except Exception as exc:  # ParserSyntaxError and the few other types LibCST raises
-        raise SiteError(f"cannot parse: {exc}".splitlines()[0]) from exc
-    model = build_model(module, text)
-    # unsafe_skip_copy keeps node identity, which the sites' ``call`` nodes rely on.
-    positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+        tree = parse_ast(text)
+    except (SyntaxError, ValueError, MemoryError) as exc:
+        raise SiteError(parse_failure(exc)) from exc
+    model = build_model(tree, text)
+    positions = Positions(text)
     loads = []
     for site in model.loads:
-        start = positions[site.call].start
-        loads.append((site, start.line, start.column + 1))
+        row, column, _, _ = positions.span(site.call)
+        loads.append((site, row, column))
     loads.sort(key=lambda item: (item[1], item[2]))  # functions are walked after the module
-    return _Parsed(module, loads, _string_constants(module))
+    return _Parsed(positions, loads, _string_constants(tree))
 
 
 def _site(load: LoadSite, line: int, column: int, parsed: _Parsed) -> Site:
@@ -157,7 +156,7 @@ def _site(load: LoadSite, line: int, column: int, parsed: _Parsed) -> Site:
         column=column,
         api=load.api,
         receiver=load.receiver,
-        callee=parsed.module.code_for_node(load.call.func),
+        callee=parsed.positions.segment(load.call.func),
         model_id=None,
         task=None,
         original=Variant(),
@@ -187,10 +186,10 @@ def _variant(entries: dict[str, Value], complete: bool) -> Variant:
     return variant
 
 
-def _positional(load: LoadSite) -> list[cst.Arg]:
-    if any(a.star == "*" for a in load.call.args):
+def _positional(load: LoadSite) -> list[ast.expr]:
+    if any(isinstance(a, ast.Starred) for a in load.call.args):
         raise Skip("its `*args` are not statically known")
-    return [a for a in load.call.args if a.keyword is None and a.star == ""]
+    return list(load.call.args)
 
 
 def _model_arguments(
@@ -207,7 +206,7 @@ def _model_arguments(
     entries = {k: e.value for k, e in load.kwargs.entries.items()}
     given = entries.pop("pretrained_model_name_or_path", None)
     if positional:
-        return _string(positional[0].value, constants), entries
+        return _string(positional[0], constants), entries
     return _literal_string(given), entries
 
 
@@ -229,9 +228,9 @@ def _pipeline_arguments(
         own["model_kwargs"] = inner
     task_value = own.pop("task", None)
     model_value = own.pop("model", None)
-    task = _string(positional[0].value, constants) if positional else _literal_string(task_value)
+    task = _string(positional[0], constants) if positional else _literal_string(task_value)
     if len(positional) > 1:
-        model = _string(positional[1].value, constants)
+        model = _string(positional[1], constants)
     elif model_value is None:
         model = None
     else:
@@ -249,12 +248,12 @@ def _literal_string(value: Value | None) -> str | None:
     return None
 
 
-def _string(node: cst.BaseExpression, constants: dict[str, str]) -> str | None:
-    if isinstance(node, (cst.SimpleString, cst.ConcatenatedString)):
-        value = node.evaluated_value
-        return value if isinstance(value, str) else None
-    if isinstance(node, cst.Name):
-        return constants.get(node.value)
+def _string(node: ast.expr, constants: dict[str, str]) -> str | None:
+    value = string_value(node)
+    if value is not None:
+        return value
+    if isinstance(node, ast.Name):
+        return constants.get(node.id)
     return None
 
 
@@ -304,66 +303,37 @@ def _choice(name: str, value: Choice, notes: list[str]) -> Any:
     raise Skip(f"`{name}` depends on a run-time condition")
 
 
-class _Bindings(cst.CSTVisitor):
-    """How often each name is bound anywhere in the module (assignments, loops, parameters)."""
-
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-
-    def _target(self, node: cst.CSTNode) -> None:
-        if isinstance(node, cst.Name):
-            self.counts[node.value] += 1
-        elif isinstance(node, (cst.Tuple, cst.List)):
-            for element in node.elements:
-                self._target(element.value)
-        elif isinstance(node, cst.StarredElement):
-            self._target(node.value)
-
-    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
-        self._target(node.target)
-
-    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
-        self._target(node.target)
-
-    def visit_AugAssign(self, node: cst.AugAssign) -> None:
-        self._target(node.target)
-
-    def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
-        self._target(node.target)
-
-    def visit_For(self, node: cst.For) -> None:
-        self._target(node.target)
-
-    def visit_CompFor(self, node: cst.CompFor) -> None:
-        self._target(node.target)
-
-    def visit_AsName(self, node: cst.AsName) -> None:
-        self._target(node.name)
-
-    def visit_Param(self, node: cst.Param) -> None:
-        self.counts[node.name.value] += 1
+def _binding_counts(tree: ast.Module) -> Counter[str]:
+    """How often each name is bound anywhere in the module (assignments, loops, parameters,
+    ``as`` names)."""
+    counts: Counter[str] = Counter()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            counts[node.id] += 1
+        elif isinstance(node, ast.arg):
+            counts[node.arg] += 1
+        elif isinstance(node, ast.alias) and node.asname is not None:
+            counts[node.asname] += 1
+        elif isinstance(node, ast.ExceptHandler) and node.name is not None:
+            counts[node.name] += 1
+    return counts
 
 
-def _string_constants(module: cst.Module) -> dict[str, str]:
+def _string_constants(tree: ast.Module) -> dict[str, str]:
     """Module-level ``NAME = "text"`` bound nowhere else: a model id is often one
     (``MODEL_ID = "meta-llama/..."``), and the analysis keeps no positional arguments."""
-    bindings = _Bindings()
-    module.visit(bindings)
+    counts = _binding_counts(tree)
     constants = {}
-    for stmt in module.body:
-        if not isinstance(stmt, cst.SimpleStatementLine):
-            continue
-        for small in stmt.body:
-            if (
-                isinstance(small, cst.Assign)
-                and len(small.targets) == 1
-                and isinstance(small.targets[0].target, cst.Name)
-                and isinstance(small.value, (cst.SimpleString, cst.ConcatenatedString))
-            ):
-                name = small.targets[0].target.value
-                value = small.value.evaluated_value
-                if isinstance(value, str) and bindings.counts[name] == 1:
-                    constants[name] = value
+    for stmt in tree.body:
+        if (
+            isinstance(stmt, ast.Assign)
+            and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Name)
+        ):
+            name = stmt.targets[0].id
+            value = string_value(stmt.value)
+            if value is not None and counts[name] == 1:
+                constants[name] = value
     return constants
 
 
