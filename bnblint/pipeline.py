@@ -81,6 +81,10 @@ class FileResult:
     foreign: list[Finding] = field(default_factory=list)
     # Linted only for what its loads reveal in the named files (an importer outside the run).
     context_only: bool = False
+    # With --fix: the files whose loads revealed this file's foreign findings, and those of its
+    # findings that came from them (the project fix rounds re-derive both after each round).
+    revealed_by: set[str] = field(default_factory=set)
+    from_foreign: list[Finding] = field(default_factory=list)
 
 
 def lint_text(

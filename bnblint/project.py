@@ -154,6 +154,17 @@ class Project:
 
     # -- summaries ----------------------------------------------------------------------
 
+    def set_overlay(self, path: str, text: str | None) -> None:
+        """Analyse ``path`` as ``text`` from now on (None: as on disk again): the summaries
+        and lookups seen so far are dropped, as they may hold its old text."""
+        key = str(Path(path).resolve())
+        if text is None:
+            self.overlays.pop(key, None)
+        else:
+            self.overlays[key] = text
+        self._modules.pop(key, None)
+        self._lookups.clear()
+
     def register(self, path: str, builder: ModelBuilder, text: str) -> None:
         """The document being analysed is a module too: imports of it (a cycle) see what it
         has bound so far."""

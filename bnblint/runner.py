@@ -144,7 +144,11 @@ def lint_one_text(
 
 
 def merge_foreign(
-    results: list[FileResult], files: Sequence[Path], fix: bool, unsafe_fixes: bool
+    results: list[FileResult],
+    files: Sequence[Path],
+    fix: bool,
+    unsafe_fixes: bool,
+    settings: Settings | None = None,
 ) -> None:
     """Give each linted file the findings other files' loads revealed in it, and, with
     ``fix``, apply their fixes where the file's own fixes did not already change it."""
@@ -165,17 +169,35 @@ def merge_foreign(
             if owner.error is not None:
                 continue
             finding.filename = owner.filename
-            done = {(f.code, f.location) for f in (*owner.findings, *owner.fixed)}
-            if (finding.code, finding.location) not in done:
+            owner.revealed_by.add(result.filename)
+            spot = (finding.code, finding.location)
+            same = [f for f in owner.findings if (f.code, f.location) == spot]
+            if same:
+                # Its own analysis found it too (through the same importer): it is as much a
+                # finding of that file's loads, re-derived in the fix rounds.
+                owner.from_foreign.extend(f for f in same if f not in owner.from_foreign)
+            elif all((f.code, f.location) != spot for f in owner.fixed):
                 owner.findings.append(finding)
+                owner.from_foreign.append(finding)
         result.foreign = []
     if not fix:
         for result in results:
             result.findings.sort(key=Finding.sort_key)
         return
+    changed: list[FileResult] = []
+    for r in results:
+        if r.source is None:
+            continue
+        if r.fixed_text is None:
+            if _apply_foreign_fixes(r, unsafe_fixes):
+                changed.append(r)
+        elif r.from_foreign:
+            # Its own fixes changed it: what other files reveal in it is re-derived against its
+            # new text in the rounds (the edits merged here are on the text read).
+            changed.append(r)
+    if changed and settings is not None:
+        _project_fix_rounds(results, settings, unsafe_fixes, changed)
     for result in results:
-        if result.fixed_text is None and result.source is not None:
-            _apply_foreign_fixes(result, unsafe_fixes)
         result.findings.sort(key=Finding.sort_key)
 
 
@@ -187,18 +209,32 @@ def _empty_result(path: Path) -> FileResult | None:
     return FileResult(str(path), source=source)
 
 
-def _apply_foreign_fixes(result: FileResult, unsafe_fixes: bool) -> None:
-    """Apply fixes given as text edits on the file's original text, skipping any that overlap
-    an edit already applied (ruff's rule: the next run applies it)."""
+def _apply_foreign_fixes(result: FileResult, unsafe_fixes: bool) -> bool:
+    """Apply fixes given as text edits on the file's current text (its fixed text, else what
+    was read), skipping any that overlap an edit already applied (the next round applies it).
+    Whether anything was applied."""
+    assert result.source is not None
+    text = result.fixed_text if result.fixed_text is not None else result.source.text
+    out, applied = _splice_fixes(text, result.findings, unsafe_fixes)
+    if not applied:
+        return False
+    result.fixed_text = out
+    result.fixed = [*result.fixed, *applied]
+    result.findings = [f for f in result.findings if f not in applied]
+    result.from_foreign = [f for f in result.from_foreign if f not in applied]
+    return True
+
+
+def _splice_fixes(
+    text: str, findings: Sequence[Finding], unsafe_fixes: bool
+) -> tuple[str, list[Finding]]:
     from bnblint.fix.apply import LineIndex
     from bnblint.pipeline import fix_allowed, parse_ast
 
-    assert result.source is not None
-    text = result.source.text
     index = LineIndex(text)
     chosen: list[tuple[int, int, str]] = []
     applied: list[Finding] = []
-    for finding in result.findings:
+    for finding in findings:
         if not finding.edits or not fix_allowed(finding.applicability, unsafe_fixes):
             continue
         spans = [
@@ -211,17 +247,70 @@ def _apply_foreign_fixes(result: FileResult, unsafe_fixes: bool) -> None:
         chosen.extend(new)
         applied.append(finding)
     if not applied:
-        return
+        return text, []
     out = text
     for start, end, content in sorted(chosen, reverse=True):
         out = out[:start] + content + out[end:]
     try:
         parse_ast(out)
     except (SyntaxError, ValueError):
-        return  # never write a file that does not parse
-    result.fixed_text = out
-    result.fixed = applied
-    result.findings = [f for f in result.findings if f not in applied]
+        return text, []  # never write a file that does not parse
+    return out, applied
+
+
+def _project_fix_rounds(
+    results: list[FileResult], settings: Settings, unsafe_fixes: bool, changed: list[FileResult]
+) -> None:
+    """Fixes revealed in a file by another file's loads, to a fixpoint: after a round changes
+    a file, the files whose loads reach it are analysed again against its new text (a fix
+    that overlapped one applied, or one that the first enabled, comes next), as the fix loop
+    of one file does. At most ``MAX_FIX_PASSES`` rounds; the texts are only written after."""
+    from bnblint.fix.engine import MAX_FIX_PASSES
+
+    by_name = {r.filename: r for r in results}
+    for _ in range(MAX_FIX_PASSES - 1):
+        if not changed:
+            return
+        owners = {os.path.realpath(r.filename): r for r in changed}
+        projects: dict[int, Project] = {}
+        for owner in changed:
+            project = project_for(Path(owner.filename))
+            if project is not None and owner.fixed_text is not None:
+                project.set_overlay(owner.filename, owner.fixed_text)
+                projects[id(project)] = project
+        sources = sorted({s for owner in changed for s in owner.revealed_by})
+        revealed: dict[str, list[Finding]] = {}
+        for name in sources:
+            source = by_name.get(name)
+            path = Path(name)
+            try:
+                if source is not None and source.fixed_text is not None:
+                    text = source.fixed_text
+                else:
+                    text = read_source(path).text
+            except SourceError:
+                continue
+            again = lint_source(
+                text, name, settings, want_edits=True, project=project_for(path)
+            )
+            for finding in again.foreign:
+                target = owners.get(os.path.realpath(finding.filename))
+                if target is not None:
+                    finding.filename = target.filename
+                    revealed.setdefault(target.filename, []).append(finding)
+        changed = []
+        for owner in owners.values():
+            found = revealed.get(owner.filename, [])
+            # What the owner's findings from other files now are: this round's, not the last.
+            stale = set(map(id, owner.from_foreign))
+            owner.findings = [f for f in owner.findings if id(f) not in stale]
+            owner.findings.extend(found)
+            owner.from_foreign = list(found)
+            if _apply_foreign_fixes(owner, unsafe_fixes):
+                changed.append(owner)
+        for project in projects.values():
+            for owner in owners.values():
+                project.set_overlay(owner.filename, None)
 
 
 def lint_paths(
@@ -276,7 +365,7 @@ def lint_paths(
         if pool is not None:
             pool.shutdown()
     results.extend(_importers(files, settings, fix, unsafe_fixes, want_edits))
-    merge_foreign(results, files, fix, unsafe_fixes)
+    merge_foreign(results, files, fix, unsafe_fixes, settings)
     return [r for r in results if not r.context_only]
 
 

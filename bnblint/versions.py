@@ -2,7 +2,7 @@
 
 An explicit ``target-transformers`` (``[tool.bnblint]`` or ``--target-transformers``) wins.
 Otherwise the project's own pin decides, read from the nearest directory (from the file upward,
-not past a repository root) whose packaging files name ``transformers``: ``pyproject.toml``
+not past the project's or the repository's root) whose packaging files name ``transformers``: ``pyproject.toml``
 (``[project]`` dependencies and optional dependencies, ``[dependency-groups]``, Poetry's
 tables), ``requirements*.txt`` / ``constraints*.txt``, ``setup.cfg``, a literal
 ``install_requires`` / ``extras_require`` in ``setup.py``. The lowest version a specifier admits
@@ -398,14 +398,19 @@ def _pins_in(directory: Path) -> list[tuple[str, str]]:
 @lru_cache(maxsize=256)
 def pinned_target(directory: Path) -> Target:
     """The target from the nearest directory at or above ``directory`` whose packaging files
-    require transformers; the walk stops at a repository root (``.git``)."""
+    require transformers; the walk stops at the project's root (a directory with a
+    ``pyproject.toml``, ``setup.py`` or ``setup.cfg``) and at a repository root (``.git``): a
+    pin above them belongs to another project."""
     for candidate in (directory, *directory.parents):
         pins = _pins_in(candidate)
         if pins:
             return _combine(pins, candidate)
-        if (candidate / ".git").exists():
+        if any((candidate / marker).exists() for marker in _BOUNDARIES):
             break
     return Target()
+
+
+_BOUNDARIES = (".git", "pyproject.toml", "setup.py", "setup.cfg")
 
 
 def _combine(pins: Iterable[tuple[str, str]], directory: Path) -> Target:

@@ -49,3 +49,12 @@ def test_readme_rule_table_lists_rule(rule: type[Rule]) -> None:
 def test_rule_words_are_bytes_and_nonempty() -> None:
     for rule in ALL_RULES:
         assert rule.words and all(isinstance(w, bytes) for w in rule.words)
+
+
+def test_evidence_references_point_into_the_repository() -> None:
+    """Users read the docs in `bnblint rule`: every file they cite must be in this repository."""
+    root = Path(__file__).resolve().parent.parent
+    for rule in ALL_RULES:
+        assert "../" not in rule.docs, f"{rule.code} cites a path outside the repository"
+        for cited in re.findall(r"`(evidence/[^`\s]+)`", rule.docs):
+            assert (root / cited).exists(), f"{rule.code} cites {cited}, which does not exist"

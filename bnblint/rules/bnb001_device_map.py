@@ -59,7 +59,7 @@ No fix is offered in distributed-training files.
 ## Evidence
 - transformers 5.17, bitsandbytes 0.50.2, H100: with no `device_map` the whole model was put on
   `cuda:0` (the 4-bit quantizer's `update_device_map` picks the current device); it did not fall
-  back to the CPU (`../shared/evidence/README.md`, GPU run 2026-11-27).
+  back to the CPU (`evidence/gpu/README.md`, H100 run 2026-11-27).
 - transformers 4.57.1 and 5.24.0 on CPU: both set `{"": current device}` and log only at INFO:
   "The device_map was not initialized. Setting device_map to {...}".
 - Missing `device_map` does not cause "invalid device function" / "no kernel image is available":

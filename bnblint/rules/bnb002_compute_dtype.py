@@ -85,10 +85,10 @@ saved in bf16 (hidden 2048, 22 layers), prefill of an 8x512 batch:
 - Re-measured per dtype pair, median of 5 after two full-size warm-ups
   (`evidence/repro_bnb003.txt`): float32 compute 0.19 s on a bf16 or fp16 model; 16-bit compute
   0.04-0.05 s.
-- The first probe (`../shared/evidence/README.md`) reported 0.347 s vs 0.040 s (8.6x) for the
-  1.1B model, with a short warm-up; the later runs above did not reproduce the 0.347 s. For a
-  Llama-3.1-8B-shaped model it reported 1.397 s vs 0.164 s (float16, 8.5x) and 0.134 s
-  (bfloat16, 10.4x).
+- The first probe (`evidence/gpu/h100-2026-11-27/probe.json`) reported 0.347 s vs 0.040 s
+  (8.6x) for the 1.1B model, with a short warm-up; the later runs above did not reproduce the
+  0.347 s. For a Llama-3.1-8B-shaped model it reported 1.397 s vs 0.164 s (float16, 8.5x) and
+  0.134 s (bfloat16, 10.4x).
 - CPU, transformers 5.24.0 and 4.57.1, bitsandbytes 0.50.2 (`evidence/cpu_facts.json`): the
   compute dtype is float32 and nothing warns, at load or at the first forward.
 """

@@ -115,9 +115,9 @@ uses).
   With the input norms scaled past 65504, float16 compute on the bfloat16 model gave non-finite
   logits and bfloat16 compute finite ones.
 - The 0.256 s once measured for bfloat16 compute with a float16 model
-  (`../shared/evidence/README.md`, case E) did not reproduce (0.039 s above). That probe warmed
-  up on a 1x16 batch and timed 3 passes; a first pass in a new dtype cost 0.18-0.26 s in
-  `evidence/repro_bnb003.run1.txt`, which likely explains it.
+  (`evidence/gpu/h100-2026-11-27/probe.json`, case E) did not reproduce (0.039 s above). That
+  probe warmed up on a 1x16 batch and timed 3 passes; a first pass in a new dtype cost
+  0.18-0.26 s in `evidence/repro_bnb003.run1.txt`, which likely explains it.
 - `evidence/cpu_facts.json` (transformers 5.24.0, bitsandbytes 0.50.2, CPU): with
   `bnb_4bit_compute_dtype=torch.bfloat16` and `dtype=torch.float16` the layers keep compute dtype
   bfloat16 and the logits are float16; no warning is emitted.

@@ -108,7 +108,7 @@ exactly as they would have reported the old keywords' implicit config.
 
 ## Evidence
 - transformers 5.17.0, bitsandbytes 0.50.2, H100: `from_pretrained(path, load_in_4bit=True,
-  device_map="auto")` raised the TypeError above (`../shared/evidence/README.md`).
+  device_map="auto")` raised the TypeError above (`evidence/gpu/README.md`).
 - `evidence/repro_bnb004.txt` (`evidence/repro_bnb004.py`, CPU, torch 2.13.0, bitsandbytes
   0.50.2): on transformers 5.24.0, `load_in_4bit=True`, `load_in_8bit=True`,
   `load_in_8bit=False` and `load_in_4bit=False` all raise the TypeError, with or without a

@@ -109,7 +109,7 @@ changing. No fix for legacy `load_in_8bit=True` keywords (see BNB004).
 ## Evidence
 - transformers 5.17, bitsandbytes 0.50.2, H100: a `device_map` dict mapping `lm_head` to `"cpu"`
   without the flag raised `ValueError: Some modules are dispatched on the CPU or the disk. ...`
-  (`../shared/evidence/README.md`).
+  (`evidence/gpu/README.md`).
 - transformers 5.24.0, bitsandbytes 0.50.2, torch 2.13.0 on CPU (`evidence/cpu_facts.json`,
   case `BNB005-mixed-map`; `evidence/repro_bnb005.txt`): the same ValueError for GPU index +
   `"cpu"`, `"cuda:0"` + `"cpu"`, GPU + `"disk"` (8-bit), `"cpu"` + `"disk"`, `{"": "disk"}`, a

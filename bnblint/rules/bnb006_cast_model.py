@@ -109,7 +109,7 @@ fix, as is `.cuda()` on an 8-bit model (the load's `device_map` already placed i
 keyword needs transformers 4.56 or newer (older releases spell it `torch_dtype=`).
 
 ## Evidence
-- transformers 5.17, bitsandbytes 0.50.2, H100, 4-bit model (`../shared/evidence/README.md`):
+- transformers 5.17, bitsandbytes 0.50.2, H100, 4-bit model (`evidence/gpu/README.md`):
   `.to(torch.float16)` raised `ValueError: You cannot cast a bitsandbytes model in a new dtype...`;
   `.half()` and `.float()` raised ValueError; `.to('cuda')`, `.cuda()` and `.to('cpu')` worked.
 - transformers 5.24.0, bitsandbytes 0.50.2, torch 2.13.0 on CPU (`evidence/cpu_facts.json`,
