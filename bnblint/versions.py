@@ -1,13 +1,14 @@
 """Which transformers the linted code runs on: the target the rules' messages and fixes follow.
 
 An explicit ``target-transformers`` (``[tool.bnblint]`` or ``--target-transformers``) wins.
-Otherwise the project's own pin decides, read from the nearest directory (from the file upward,
-not past the project's or the repository's root) whose packaging files name ``transformers``: ``pyproject.toml``
-(``[project]`` dependencies and optional dependencies, ``[dependency-groups]``, Poetry's
-tables), ``requirements*.txt`` / ``constraints*.txt``, ``setup.cfg``, a literal
-``install_requires`` / ``extras_require`` in ``setup.py``. The lowest version a specifier admits
-decides a version-dependent fix; every major version it admits gets its behaviour in messages
-("fails on transformers 5; deprecated on 4.x"). No pin: the newest behaviour.
+Otherwise the project's own pin decides, read from the nearest directory (from the file
+upward, not past the project's or the repository's root) whose packaging files name
+``transformers``: ``pyproject.toml`` (``[project]`` dependencies and optional dependencies,
+``[dependency-groups]``, Poetry's tables), ``requirements*.txt`` / ``constraints*.txt``,
+``setup.cfg``, a literal ``install_requires`` / ``extras_require`` in ``setup.py``. The lowest
+version a specifier admits decides a version-dependent fix; every major version it admits gets
+its behaviour in messages ("fails on transformers 5; deprecated on 4.x"). No pin: the newest
+behaviour.
 
 No dependency on ``packaging``: only the specifier operators (PEP 440 and Poetry's ``^``/``~``)
 are needed, not version ordering of pre-releases.
